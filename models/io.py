@@ -1,0 +1,65 @@
+"""Save and load `.keras` files that carry their DataContract (as contract.json in the zip).
+
+Keras' loader ignores the extra zip entry, so the file stays a normal `.keras` file.
+Writes are atomic: a crash never leaves a half-written model behind.
+"""
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from models.atomic import atomic_path
+from models.contract import ContractError, DataContract
+
+CONTRACT_ENTRY = "contract.json"
+
+
+class ModelFileError(ValueError):
+    """A model file that is missing, corrupt or lacks what the pipeline needs."""
+
+
+def save_model(model: Any, path: str | os.PathLike, contract: DataContract | None = None) -> Path:
+    from models.factory import get_contract
+
+    contract = contract or get_contract(model)
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise ModelFileError(f"{path}: model files must end in .keras")
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+        with zipfile.ZipFile(tmp, "a") as z:
+            z.writestr(CONTRACT_ENTRY, contract.to_json())
+    return path
+
+
+def read_contract(path: str | os.PathLike) -> DataContract:
+    """The contract stored in a .keras file, without loading Keras."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file")
+    try:
+        with zipfile.ZipFile(path) as z:
+            if CONTRACT_ENTRY not in z.namelist():
+                raise ModelFileError(f"{path}: has no {CONTRACT_ENTRY} (not saved by this "
+                                     "pipeline); save it with models.save_model")
+            return DataContract.from_json(z.read(CONTRACT_ENTRY))
+    except zipfile.BadZipFile:
+        raise ModelFileError(f"{path}: not a .keras file (not a zip archive)") from None
+    except ContractError as e:
+        raise ModelFileError(f"{path}: {e}") from None
+
+
+def load_model(path: str | os.PathLike, *, compile: bool = False) -> Any:
+    """Load a .keras model in safe mode (no lambda/code deserialisation) with its contract."""
+    import keras
+
+    from models.factory import set_contract
+
+    contract = read_contract(path)
+    try:
+        model = keras.saving.load_model(path, compile=compile, safe_mode=True)
+    except Exception as e:  # keras raises many types for a damaged archive
+        raise ModelFileError(f"{path}: cannot load model: {type(e).__name__}: {e}") from None
+    return set_contract(model, contract)

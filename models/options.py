@@ -1,0 +1,121 @@
+"""`key=value` parsing, typed coercion and "did you mean" errors, shared by every CLI.
+
+No heavy imports (serving's CLI uses it). Values are parsed as YAML scalars/lists, so
+`epochs=15` is an int, `lr=1e-3` a float, `flip=true` a bool, and `input_shape=96,96,1`
+(a comma list) a tuple of ints.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import yaml
+
+
+class OptionError(ValueError):
+    """A bad key or value given by the user; the message is one line meant for them."""
+
+
+def suggest(name: str, choices: Iterable[str], n: int = 3) -> str:
+    """' (did you mean: a, b?)' or '' when nothing is close."""
+    close = difflib.get_close_matches(name, list(choices), n=n, cutoff=0.5)
+    return f" (did you mean: {', '.join(close)}?)" if close else ""
+
+
+def parse_value(text: str) -> Any:
+    """Parse one CLI value: YAML scalar, or a comma-separated list of scalars -> tuple."""
+    if "," in text and not text.strip().startswith(("[", "{")):
+        return tuple(parse_value(part) for part in text.split(",") if part.strip() != "")
+    try:
+        return yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        return text
+
+
+def parse_kv(args: Iterable[str]) -> dict[str, Any]:
+    """['a=1', 'b.c=x'] -> {'a': 1, 'b.c': 'x'}; an arg without '=' is an error."""
+    out: dict[str, Any] = {}
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if not sep or not key:
+            raise OptionError(f"expected key=value, got {arg!r}")
+        out[key.strip()] = parse_value(value)
+    return out
+
+
+def check_keys(given: Iterable[str], allowed: Iterable[str], what: str) -> None:
+    allowed = list(allowed)
+    for key in given:
+        if key not in allowed:
+            raise OptionError(f"unknown {what} {key!r}{suggest(key, allowed)}; "
+                              f"known: {', '.join(sorted(allowed))}")
+
+
+def coerce(value: Any, annotation: Any, key: str) -> Any:
+    """Convert value to the dataclass field type `annotation`, or raise OptionError."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if annotation is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return coerce(value, arg, key)
+            except OptionError as e:
+                errors.append(str(e))
+        raise OptionError(errors[0] if errors else f"{key}: bad value {value!r}")
+    if origin is typing.Literal:
+        if value not in args:
+            raise OptionError(f"{key}: {value!r} is not one of {', '.join(map(repr, args))}"
+                              f"{suggest(str(value), map(str, args))}")
+        return value
+    if origin in (tuple, list):
+        seq = value if isinstance(value, (list, tuple)) else (value,)
+        if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+            items = tuple(coerce(v, args[0], key) for v in seq)
+        elif origin is tuple and args:
+            if len(seq) != len(args):
+                raise OptionError(f"{key}: expected {len(args)} values, got {len(seq)} ({value!r})")
+            items = tuple(coerce(v, a, key) for v, a in zip(seq, args))
+        else:
+            items = tuple(coerce(v, args[0], key) if args else v for v in seq)
+        return items if origin is tuple else list(items)
+    if origin is dict or annotation is dict:
+        if not isinstance(value, Mapping):
+            raise OptionError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise OptionError(f"{key}: expected true/false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise OptionError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise OptionError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if isinstance(value, (dict, list, tuple)):
+            raise OptionError(f"{key}: expected a string, got {value!r}")
+        return "" if value is None else str(value)
+    return value
+
+
+def replace_checked(obj: Any, overrides: Mapping[str, Any], what: str) -> Any:
+    """dataclasses.replace with unknown-key suggestions and per-field type coercion."""
+    fields = {f.name: f for f in dataclasses.fields(obj) if f.init}
+    check_keys(overrides, fields, what)
+    hints = typing.get_type_hints(type(obj))
+    typed = {k: coerce(v, hints[k], k) for k, v in overrides.items()}
+    return dataclasses.replace(obj, **typed)
