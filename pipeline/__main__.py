@@ -1,0 +1,67 @@
+"""python -m pipeline COMMAND [key=value ...] [--config file.yaml]
+
+Every command is a thin wrapper over a public function taking one typed config:
+COMMANDS maps the command name to (module, config class, function, one-line help).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from models.options import OptionError, suggest  # noqa: E402
+
+# name: (module, config class, function, help)
+COMMANDS: dict[str, tuple[str, str, str, str]] = {
+}
+
+
+def _help_epilog(config_cls: type) -> str:
+    from pipeline.config import describe
+
+    rows = describe(config_cls)
+    width = max((len(k) for k, _, _ in rows), default=10)
+    return "options (key=value):\n" + "\n".join(
+        f"  {k:<{width}}  {t:<12} default {d}" for k, t, d in rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS:
+        print(f"error: unknown command {argv[0]!r}{suggest(argv[0], COMMANDS)}; "
+              f"commands: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    parser = argparse.ArgumentParser(prog="python -m pipeline",
+                                     description="Train, compress, export and report on CNNs.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module, cfg_name, _fn, help_text) in COMMANDS.items():
+        epilog = None
+        if argv[:1] == [name] and any(a in ("-h", "--help") for a in argv):
+            epilog = _help_epilog(getattr(importlib.import_module(module), cfg_name))
+        p = sub.add_parser(name, help=help_text, description=help_text, epilog=epilog,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("options", nargs="*", metavar="key=value")
+        p.add_argument("--config", help="YAML file read before the key=value overrides")
+    args = parser.parse_args(argv)
+
+    module, cfg_name, fn_name, _ = COMMANDS[args.command]
+    mod = importlib.import_module(module)
+    from pipeline.config import load_config
+
+    try:
+        cfg = load_config(getattr(mod, cfg_name), args.options, args.config)
+        getattr(mod, fn_name)(cfg)
+    except OptionError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

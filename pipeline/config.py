@@ -1,0 +1,152 @@
+"""Typed per-stage configs: YAML file first, then `key=value` overrides, then validation.
+
+A stage config is a dataclass; nested dataclasses are sections addressed with dots
+(`augment.hflip=true`). Two class attributes make CLIs short:
+  SHORTHAND = "source"  -> `data=digits` means `data.source=digits` (YAML `data: digits` too)
+  EXTRA = "options"     -> unknown keys of that section go into its `options` dict, to be
+                           validated by whoever owns them (e.g. family options of a model).
+Unknown keys fail with a did-you-mean; each dataclass may define validate() -> None that
+raises OptionError. The resolved config is saved (YAML) next to every output.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from models.atomic import write_text
+from models.options import OptionError, coerce, parse_kv, suggest
+
+T = TypeVar("T")
+
+
+def _is_section(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = tree
+    for p in parents:
+        child = node.get(p)
+        if not isinstance(child, dict):
+            child = {} if child is None else {"__shorthand__": child}
+            node[p] = child
+        node = child
+    if isinstance(node.get(leaf), dict) and not isinstance(value, dict):
+        node[leaf]["__shorthand__"] = value
+    else:
+        node[leaf] = value
+
+
+def build(cls: type[T], raw: Mapping[str, Any] | None, path: str = "") -> T:
+    """Make `cls` from a (possibly nested) mapping, coercing types, then validate it."""
+    raw = dict(raw or {})
+    if "__shorthand__" in raw:
+        short = getattr(cls, "SHORTHAND", None)
+        if short is None:
+            raise OptionError(f"{path or cls.__name__} is a section; set its keys with {path}.KEY=VALUE")
+        raw.setdefault(short, raw.pop("__shorthand__"))
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    hints = typing.get_type_hints(cls)
+    extra_field = getattr(cls, "EXTRA", None)
+    kwargs: dict[str, Any] = {}
+    extras: dict[str, Any] = dict(raw.pop(extra_field, None) or {}) if extra_field else {}
+    for key, value in raw.items():
+        where = f"{path}.{key}" if path else key
+        if key not in fields:
+            if extra_field:
+                extras[key] = value
+                continue
+            raise OptionError(f"unknown key {where!r}{suggest(key, fields)}; "
+                              f"known: {', '.join(sorted(fields))}")
+        tp = hints[key]
+        if _is_section(tp):
+            if not isinstance(value, Mapping):
+                value = {"__shorthand__": value}
+            kwargs[key] = build(tp, value, where)
+        else:
+            kwargs[key] = coerce(value, tp, where)
+    if extra_field:
+        kwargs[extra_field] = extras
+    try:
+        obj = cls(**kwargs)
+    except TypeError as e:  # a required field missing
+        raise OptionError(f"{path or cls.__name__}: {e}") from None
+    validate = getattr(obj, "validate", None)
+    if validate:
+        validate()
+    return obj
+
+
+def load_config(cls: type[T], overrides: Mapping[str, Any] | list[str] | None = None,
+                config_file: str | os.PathLike | None = None) -> T:
+    """YAML file (optional), then overrides ({"a.b": 1} or ["a.b=1"]), then validation."""
+    tree: dict[str, Any] = {}
+    if config_file:
+        path = Path(config_file)
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except FileNotFoundError:
+            raise OptionError(f"{path}: config file not found") from None
+        except yaml.YAMLError as e:
+            raise OptionError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise OptionError(f"{path}: a config file must be a mapping of key: value")
+        for key, value in (loaded or {}).items():
+            _set_dotted(tree, str(key), value)
+    if isinstance(overrides, list):
+        overrides = parse_kv(overrides)
+    for key, value in (overrides or {}).items():
+        _set_dotted(tree, key, value)
+    return build(cls, tree)
+
+
+def to_dict(obj: Any) -> Any:
+    """Config -> plain YAML-able data (tuples become lists)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, Mapping):
+        return {str(k): to_dict(v) for k, v in obj.items()}
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def dump_config(obj: Any) -> str:
+    return yaml.safe_dump(to_dict(obj), sort_keys=False)
+
+
+def save_config(obj: Any, path: str | os.PathLike) -> Path:
+    """Write the resolved config as YAML, atomically."""
+    return write_text(path, dump_config(obj))
+
+
+def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(key, type, default) rows for --help, sections flattened with dots."""
+    rows = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        tp = hints[f.name]
+        key = f"{prefix}{f.name}"
+        if _is_section(tp):
+            rows += describe(tp, key + ".")
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            default = f.default_factory()  # type: ignore[misc]
+        else:
+            default = "(required)"
+        name = getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+        rows.append((key, name, repr(to_dict(default)) if default != "(required)" else default))
+    return rows
