@@ -25,6 +25,9 @@ class NiN(Family):
     dropout: float = 0.5
 
     family = "nin"
+    # the last NiN block maps to one channel per class: conv (3, 3, C, K), then two K x K 1x1s
+    classifier = {"head_block_conv": ((3,), (0,)), "head_block_mlp1": ((2, 3), (0,)),
+                  "head_block_mlp2": ((2, 3), (0,))}
     paper = "Lin, Chen & Yan 2013, Network In Network; d2l 8.3"
 
     def backbone(self, k: Any, x: Any) -> dict[str, Any]:

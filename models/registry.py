@@ -36,6 +36,9 @@ class Family:
     family: ClassVar[str] = ""
     paper: ClassVar[str] = ""
     min_size: ClassVar[int] = 32   # smallest H/W the family supports
+    # layers whose weights depend on the number of classes: layer name -> for each of its
+    # weights, the axes indexed by class (a head swap copies the rows of shared labels)
+    classifier: ClassVar[dict[str, tuple[tuple[int, ...], ...]]] = {"head_fc": ((1,), (0,))}
 
     def backbone(self, k: Any, x: Any) -> dict[str, Any]:
         raise NotImplementedError
