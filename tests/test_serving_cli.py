@@ -190,3 +190,18 @@ def test_benchmark_cli_json_and_out(art, tmp_path, capsys):
     assert set(printed) == FIELDS and printed["runs"] == 5
     saved = json.loads(out.read_text())
     assert saved["config"]["runs"] == 5 and set(saved["result"]) == FIELDS
+
+
+def test_bench_script_writes_table_json_and_plot(art, tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    for name in ("model_int8.tflite", "model.onnx"):
+        shutil.copy(art.export / name, models / name)
+    out = subprocess.run([sys.executable, "bench/serving_overhead.py", f"source={models}", "runs=3",
+                          "warmup=1", f"out={tmp_path / 'res'}"], capture_output=True, text=True,
+                         cwd=REPO, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "model_int8.tflite" in out.stdout and "overhead" in out.stdout
+    saved = json.loads((tmp_path / "res.json").read_text())
+    assert [Path(r["model"]).name for r in saved["results"]] == ["model.onnx", "model_int8.tflite"]
+    assert (tmp_path / "res.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
