@@ -16,6 +16,8 @@ from models.options import OptionError, suggest  # noqa: E402
 
 # name: (module, config class, function, help)
 COMMANDS: dict[str, tuple[str, str, str, str]] = {
+    "augment-preview": ("pipeline.augment_preview", "PreviewConfig", "augment_preview",
+                        "write a PNG grid of training images and augmented versions of them"),
     "export": ("pipeline.export", "ExportConfig", "export",
                "export a run to TFLite/ONNX, gate each file against Keras, write a manifest"),
 }
