@@ -34,3 +34,12 @@ def digits_run(tmp_path_factory):
                  "model": {"name": "resnet18", "input_shape": [32, 32, 1], "options": {"width": 0.25}}},
                 run / "config.yaml")
     return run
+
+
+@pytest.fixture(scope="session")
+def digits_export(digits_run):
+    """digits_run exported to all five formats (int8 with uint8 I/O) into digits_run/export."""
+    from pipeline.config import load_config
+    from pipeline.export import ExportConfig, export
+
+    return export(load_config(ExportConfig, [f"model={digits_run}", "io=uint8", "verbose=false"]))

@@ -24,9 +24,8 @@ EXPECTED_FILES = {"tflite_fp32": "model_fp32.tflite", "tflite_fp16": "model_fp16
 
 
 @pytest.fixture(scope="module")
-def exported(digits_run):
-    """All five formats, int8 with uint8 I/O, into the run's default export folder."""
-    return export(load_config(ExportConfig, [f"model={digits_run}", "io=uint8", "verbose=false"]))
+def exported(digits_export):
+    return digits_export
 
 
 @pytest.fixture(scope="module")
