@@ -9,9 +9,10 @@ of models.summary) / p50. The single-thread numpy fp32 matmul GFLOP/s is measure
 run as the machine's yardstick. Goals (reported, met or not): fp32 TFLite >= 50% of matmul
 GFLOP/s; int8 >= 1.5x faster than fp32 with <= 1 point accuracy drop; overhead <= 15%.
 
-Without --run each model is quick-trained on `shapes` (a few epochs, so the accuracy numbers
-mean something; not a converged model). Every file is timed in --repeats interleaved rounds
-and the best round's p50 is kept: on a shared machine, other processes only ever add time.
+Without --run each model is quick-trained on `digits` as RGB (a few epochs, so the accuracy
+numbers mean something; `shapes` is too hard to learn in a few CPU minutes). Every file is
+timed in --repeats interleaved rounds and the best round's p50 is kept: on a shared machine,
+other processes only ever add time.
 """
 from __future__ import annotations
 
@@ -49,8 +50,9 @@ def matmul_gflops(n: int = 1024, repeats: int = 7) -> float:
     return 2 * n ** 3 / best / 1e9
 
 
-def quick_run(name: str, width: float, size: int, epochs: int, out: Path, seed: int = 0) -> Path:
-    """Train `name` briefly on shapes and save a run dir (model.keras + config.yaml)."""
+def quick_run(name: str, width: float, size: int, epochs: int, out: Path, data: str = "digits",
+              seed: int = 0) -> Path:
+    """Train `name` briefly on `data` (RGB) and save a run dir (model.keras + config.yaml)."""
     import keras
 
     from models import create_model, save_model
@@ -58,7 +60,7 @@ def quick_run(name: str, width: float, size: int, epochs: int, out: Path, seed: 
     from pipeline.data import DataConfig, load_dataset
 
     keras.utils.set_random_seed(seed)
-    ds = load_dataset(DataConfig(source="shapes", seed=seed), image_size=(size, size), channels=3)
+    ds = load_dataset(DataConfig(source=data, seed=seed), image_size=(size, size), channels=3)
     model = create_model(name, num_classes=ds.num_classes, input_shape=(size, size, 3),
                          labels=ds.class_names, width=width)
     model.compile(keras.optimizers.Adam(2e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -68,9 +70,9 @@ def quick_run(name: str, width: float, size: int, epochs: int, out: Path, seed: 
     _, acc = model.evaluate(ds.test.images.astype("float32"), ds.test.labels, verbose=0)
     print(f"{name} w{width}: trained {epochs} epochs in {time.perf_counter() - t:.0f} s, "
           f"test accuracy {acc:.3f}")
-    run = out / f"{name}_w{width}_{size}px"
+    run = out / f"{name}_w{width}_{size}px_{data}"
     save_model(model, run / "model.keras")
-    save_config({"data": {"source": "shapes", "seed": seed},
+    save_config({"data": {"source": data, "seed": seed},
                  "model": {"name": name, "input_shape": [size, size, 3], "options": {"width": width}}},
                 run / "config.yaml")
     return run
@@ -161,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", default="mobilenetv2:1.0,resnet18:0.5", help="name:width,...")
     ap.add_argument("--size", type=int, default=96)
-    ap.add_argument("--epochs", type=int, default=4, help="quick training on shapes")
+    ap.add_argument("--data", default="digits", help="quick-training data: digits | shapes | folder")
+    ap.add_argument("--epochs", type=int, default=5, help="quick training epochs")
     ap.add_argument("--run", action="append", default=[], help="trained run dir(s) instead")
     ap.add_argument("--runs", type=int, default=100, help="timed predictions per file and round")
     ap.add_argument("--repeats", type=int, default=3, help="interleaved timing rounds")
@@ -173,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"numpy fp32 matmul, 1 thread: {matmul:.1f} GFLOP/s")
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-export-"))
     runs = [Path(r) for r in args.run] or [
-        quick_run(m.split(":")[0], float(m.split(":")[1]), args.size, args.epochs, work)
+        quick_run(m.split(":")[0], float(m.split(":")[1]), args.size, args.epochs, work, args.data)
         for m in args.models.split(",")]
     results = []
     for run in runs:
