@@ -213,3 +213,18 @@ def test_gate_judges_each_threshold():
     assert str(err).splitlines() == ["parity gate failed, no artifact written:",
                                      "  tflite_int8 (model_int8.tflite): top-1 agreement 0.9 < 0.97",
                                      "  onnx (model.onnx): x"]
+
+
+def test_a_file_that_does_not_hold_what_its_name_promises_is_rejected(exported):
+    from pipeline.export.errors import ExportError
+    from pipeline.export.tflite import check
+
+    fp32 = (exported.out_dir / "model_fp32.tflite").read_bytes()
+    check(fp32, FORMATS["tflite_fp32"], {})
+    with pytest.raises(ExportError, match="tflite_fp16: the converted file has no float16 tensors"):
+        check(fp32, FORMATS["tflite_fp16"], {})
+    with pytest.raises(ExportError, match="tflite_int8: converted input is float32, expected uint8"):
+        check(fp32, FORMATS["tflite_int8"], {"io": "uint8"})
+    dynamic = (exported.out_dir / "model_dynamic.tflite").read_bytes()
+    with pytest.raises(ExportError, match="float32 tensors left in a full-integer model"):
+        check(dynamic, FORMATS["tflite_int8"], {"io": "float"})

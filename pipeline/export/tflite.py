@@ -111,14 +111,17 @@ def tensor_types(data: bytes) -> dict[str, int]:
 
 
 def check(data: bytes, spec: FormatSpec, options: dict[str, Any]) -> None:
-    """The file promises what its name says: io dtypes, and for int8 integer activations."""
+    """The file holds what its name promises: I/O dtypes, weight dtype, integer activations."""
     inp, out = describe_io(data)
     want = "float32" if options.get("io", "float") == "float" else options["io"]
     for what, rec in (("input", inp), ("output", out)):
         if rec["dtype"] != want:
             raise ExportError(f"{spec.name}: converted {what} is {rec['dtype']}, expected {want}")
+    counts = tensor_types(data)
+    if spec.weights != "float32" and not counts.get(spec.weights):
+        raise ExportError(f"{spec.name}: the converted file has no {spec.weights} tensors "
+                          f"({counts}); its name would promise {spec.weights} weights")
     if spec.activations == "int8":
-        counts = tensor_types(data)
         # float tensors may only be the float I/O and its (de)quantize boundary
         floats = counts.get("float32", 0)
         allowed = 0 if want != "float32" else 2
