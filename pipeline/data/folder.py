@@ -45,7 +45,7 @@ def scan_classes(folder: Path, what: str) -> dict[str, list[str]]:
     classes = {}
     for d in _subdirs(folder):
         files = sorted(str(p) for p in d.rglob("*")
-                       if p.is_file() and all(_visible(q) for q in p.relative_to(d).parts))
+                       if p.is_file() and not any(q.startswith(".") for q in p.relative_to(d).parts))
         if not files:
             raise DataError(f"{d}: class folder {d.name!r} has no images")
         classes[d.name] = files
