@@ -145,3 +145,12 @@ def test_augment_preview_writes_png(tmp_path, capsys):
     assert "preset: strong" in (tmp_path / "grid.yaml").read_text()
     assert main(["augment-preview", "augment.rotaton=3"]) == 2
     assert "did you mean: rotation" in capsys.readouterr().err
+
+
+def test_noise_is_unit_gaussian_like():
+    from pipeline.augment import gaussian_noise
+
+    z = gaussian_noise([200_000], tf.constant([1, 2], tf.int64)).numpy()
+    assert abs(z.mean()) < 0.01 and abs(z.std() - 1) < 0.01
+    # Irwin-Hall n=4 is a little flatter than a Gaussian: 66.9% within 1 sd (Gaussian 68.3%)
+    assert abs((np.abs(z) < 1).mean() - 0.683) < 0.02 and abs((np.abs(z) < 2).mean() - 0.954) < 0.02
