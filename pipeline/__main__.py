@@ -18,6 +18,8 @@ from models.options import OptionError, suggest  # noqa: E402
 COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "augment-preview": ("pipeline.augment_preview", "PreviewConfig", "augment_preview",
                         "write a PNG grid of training images and augmented versions of them"),
+    "make-shapes": ("pipeline.data.shapes", "MakeShapesConfig", "make_shapes",
+                    "write the generated shapes dataset to disk as an image folder"),
 }
 
 

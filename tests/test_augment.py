@@ -154,3 +154,10 @@ def test_noise_is_unit_gaussian_like():
     assert abs(z.mean()) < 0.01 and abs(z.std() - 1) < 0.01
     # Irwin-Hall n=4 is a little flatter than a Gaussian: 66.9% within 1 sd (Gaussian 68.3%)
     assert abs((np.abs(z) < 1).mean() - 0.683) < 0.02 and abs((np.abs(z) < 2).mean() - 0.954) < 0.02
+
+
+def test_saved_augment_config_round_trips(tmp_path):
+    from pipeline.config import save_config
+
+    cfg = load_config(AugmentConfig, ["preset=light", "noise=4", "crop_scale=0.5,1"])
+    assert load_config(AugmentConfig, [], save_config(cfg, tmp_path / "a.yaml")) == cfg

@@ -204,3 +204,24 @@ def test_make_tf_dataset_batches_dtypes_and_order():
     assert sorted(shuffled) == sorted(ds.train.labels) and not np.array_equal(shuffled, ds.train.labels)
     with pytest.raises(ValueError, match="load the dataset with the model's input size"):
         make_tf_dataset(ds.train, training=False, **{**kw, "image_size": (16, 16)})
+
+
+def test_make_shapes_command_writes_a_loadable_folder(tmp_path, capsys):
+    from pipeline.__main__ import main
+
+    out = tmp_path / "shapes"
+    assert main(["make-shapes", f"out={out}", "shapes.per_class=2", "shapes.size=32",
+                 "shapes.classes=3", "format=jpg"]) == 0
+    assert "wrote 6 images of 3 classes" in capsys.readouterr().out
+    assert "per_class: 2" in (out / "shapes.yaml").read_text()
+    ds = load(out, val_split=0, test_split=0)
+    assert ds.class_names == ("circle", "square", "triangle") and len(ds.train) == 6
+    assert main(["make-shapes", "shapes.clases=3"]) == 2
+    assert "did you mean: classes" in capsys.readouterr().err
+
+
+def test_two_folders_for_one_split_is_an_error(tmp_path):
+    for name in ("train", "val", "validation"):
+        make_folder(tmp_path / name, {"a": 1, "b": 1})
+    with pytest.raises(DataError, match="'val' and 'validation' look like the val split"):
+        load(tmp_path)

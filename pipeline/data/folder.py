@@ -64,7 +64,12 @@ def find_split_folders(cfg: DataConfig) -> dict[str, Path]:
     subs = {p.name.lower(): p for p in _subdirs(root)}
     folders = {"train": root}
     if "train" in subs and set(subs) <= set(SPLIT_DIRS):
-        folders = {SPLIT_DIRS[name]: p for name, p in subs.items()}
+        folders = {}
+        for name, p in subs.items():
+            if SPLIT_DIRS[name] in folders:
+                raise DataError(f"{root}: both {folders[SPLIT_DIRS[name]].name!r} and {p.name!r} "
+                                f"look like the {SPLIT_DIRS[name]} split; keep one")
+            folders[SPLIT_DIRS[name]] = p
     for key, split in (("val_dir", "val"), ("test_dir", "test")):
         if getattr(cfg, key):
             folders[split] = Path(getattr(cfg, key)).expanduser()
