@@ -228,3 +228,25 @@ def test_a_file_that_does_not_hold_what_its_name_promises_is_rejected(exported):
     dynamic = (exported.out_dir / "model_dynamic.tflite").read_bytes()
     with pytest.raises(ExportError, match="float32 tensors left in a full-integer model"):
         check(dynamic, FORMATS["tflite_int8"], {"io": "float"})
+
+
+def test_logits_model_is_compared_as_probabilities(tmp_path):
+    import keras
+
+    from models import save_model, set_contract
+    from models.contract import DataContract
+    from pipeline.data.digits import CLASS_NAMES
+
+    keras.utils.set_random_seed(1)
+    inp = keras.Input((16, 16, 1), name="image")
+    x = keras.layers.Rescaling(1 / 255.0, name="normalize")(inp)
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="conv")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    logits = keras.layers.Dense(10, name="logits")(x)
+    contract = DataContract(input_shape=(16, 16, 1), labels=CLASS_NAMES, mean=(0.0,), std=(255.0,),
+                            output="logits")
+    save_model(set_contract(keras.Model(inp, logits), contract), tmp_path / "m.keras")
+    result = export(ExportConfig(model=str(tmp_path / "m.keras"), calib="digits",
+                                 formats=("tflite_fp32",), verbose=False))
+    parity = result.artifacts[0]["parity"]
+    assert parity["passed"] and parity["max_abs_diff"] < 1e-5 and parity["top1_agreement"] == 1.0

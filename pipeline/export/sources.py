@@ -73,6 +73,9 @@ def resolve_run(model: str, calib: str = "") -> Run:
         contract = read_contract(model_path)
     except ModelFileError as e:
         raise OptionError(str(e)) from None
+    if contract.task != "classification":
+        raise OptionError(f"model={model}: task {contract.task!r}; the export gate compares "
+                          "class probabilities and supports classification models only")
     config = None
     if run_dir is not None and (run_dir / RUN_CONFIG).is_file():
         config = _read_run_config(run_dir / RUN_CONFIG)

@@ -38,10 +38,17 @@ def _emit(stream: TextIO, **event: Any) -> None:
 
 
 def reference_probs(model: Any, images: np.ndarray) -> np.ndarray:
-    """Keras probabilities (N, K) for uint8 (N, H, W, C): the model takes float 0..255."""
-    out = [np.asarray(model.predict_on_batch(images[i:i + REFERENCE_BATCH].astype(np.float32)))
-           for i in range(0, len(images), REFERENCE_BATCH)]
-    return np.concatenate(out).astype(np.float32)
+    """Keras probabilities (N, K) for uint8 (N, H, W, C): the model takes float 0..255; a
+    logits model is softmaxed, as serving does for its files."""
+    from models import get_contract
+
+    out = np.concatenate([
+        np.asarray(model.predict_on_batch(images[i:i + REFERENCE_BATCH].astype(np.float32)))
+        for i in range(0, len(images), REFERENCE_BATCH)]).astype(np.float64)
+    if get_contract(model).output == "logits":
+        out = np.exp(out - out.max(1, keepdims=True))
+        out /= out.sum(1, keepdims=True)
+    return out.astype(np.float32)
 
 
 def convert_one(model: Any, item: dict[str, Any], job: dict[str, Any],
