@@ -7,10 +7,12 @@ and which ops it leaves to TFLite's builtin kernels (from the interpreter's node
 delegation), and the raw invoke time (1 thread) with the default XNNPACK delegate and with
 BUILTIN_WITHOUT_DEFAULT_DELEGATES. Variants separate the suspects:
   - int8 io float / uint8 / int8, per-channel vs per-tensor weights, dynamic range;
-  - the hard-sigmoid as built by models.layers.act (Rescaling(1/6, +0.5) -> ReLU(max 1), which
-    converts to RELU + MINIMUM), as Keras' `hard_sigmoid` activation (the converter then fuses
-    x * hard_sigmoid(x) into one HARD_SWISH op), and as (x / 6) * relu6(s + 3) - the same
-    function, whose clamp fuses into the ADD as RELU6 and which the converter does not fuse;
+  - the hard-sigmoid as built by models.layers.act, relu6(x + 3) / 6 and hard-swish as
+    (x / 6) * relu6(x + 3) (the clamp fuses into the ADD as RELU6; nothing fuses to HARD_SWISH),
+    against two forms of the same function: clip(x / 6 + 0.5, 0, 1) = ReLU(max 1) after
+    Rescaling(1/6, +0.5) ("clip_form", converts to RELU + MINIMUM; how models/ built it first),
+    and Keras' `hard_sigmoid` activation (the converter fuses x * hard_sigmoid(x) into one
+    HARD_SWISH op);
   - MobileNetV2 (ReLU6 only, no squeeze-excite) as the control.
 Weights are random, but the BatchNorm statistics are first set by forward passes in training
 mode over real images (`shapes`, resized): with untouched statistics the activations of a
@@ -93,37 +95,39 @@ def invoke_ms(data: bytes, runs: int, delegate: bool) -> float:
 
 
 def variant(model, how: str):
-    """The same weights with the hard-sigmoid built another way (see module docstring)."""
+    """The same weights with hard-sigmoid/hard-swish written another way (module docstring).
+
+    As built: shift = Rescaling(1, +3) -> relu6 = ReLU(6) -> Rescaling(1/6) (the gate), and
+    hard-swish = Multiply([Rescaling(1/6)(x), relu6(shift(x))]).
+    """
     import keras
 
-    def is_gate(layer) -> bool:
-        return isinstance(layer, keras.layers.ReLU) and layer.get_config().get("max_value") == 1.0
-
-    gated = {layer.name for layer in model.layers if isinstance(layer, keras.layers.Multiply)
-             and any(is_gate(t._keras_history.operation) for t in layer.input)}
-
-    def sixth_of_first(name: str, shapes: list[tuple]) -> object:
-        a, b = keras.Input(shapes[0][1:]), keras.Input(shapes[1][1:])   # x, relu6(s + 3)
-        return keras.Model([a, b], keras.layers.Multiply()([keras.layers.Rescaling(1 / 6)(a), b]),
-                           name=name)
+    def is_sixth(layer) -> bool:   # Rescaling(1/6) without offset: the "/ 6" of both forms
+        cfg = layer.get_config()
+        return (isinstance(layer, keras.layers.Rescaling) and isinstance(cfg["scale"], float)
+                and abs(cfg["scale"] - 1 / 6) < 1e-9 and cfg["offset"] == 0.0)
 
     def clone(layer):
+        shift = isinstance(layer, keras.layers.Rescaling) and layer.name.endswith("_shift")
+        relu6 = isinstance(layer, keras.layers.ReLU) and layer.name.endswith("_relu6")
+        if how == "clip_form":      # clip(x / 6 + 0.5, 0, 1)
+            if shift:
+                return keras.layers.Rescaling(1 / 6, offset=0.5, name=layer.name)
+            if relu6:
+                return keras.layers.ReLU(max_value=1.0, name=layer.name)
         if how == "keras_hard_sigmoid":
-            if isinstance(layer, keras.layers.Rescaling) and layer.name.endswith("_gate_affine"):
+            if shift:
                 return keras.layers.Identity(name=layer.name)
-            if is_gate(layer):
+            if relu6:
                 return keras.layers.Activation("hard_sigmoid", name=layer.name)
-        if how == "x_over_6_relu6":   # x * hard_sigmoid(s) == (x / 6) * relu6(s + 3), exactly
-            if isinstance(layer, keras.layers.Rescaling) and layer.name.endswith("_gate_affine"):
-                return keras.layers.Rescaling(1.0, offset=3.0, name=layer.name)
-            if is_gate(layer):
-                return keras.layers.ReLU(max_value=6.0, name=layer.name)
-            if layer.name in gated:
-                return sixth_of_first(layer.name, [tuple(t.shape) for t in layer.input])
+        if how in ("clip_form", "keras_hard_sigmoid") and is_sixth(layer):
+            return keras.layers.Identity(name=layer.name)
         return layer.__class__.from_config(layer.get_config())
 
     out = keras.models.clone_model(model, clone_function=clone)
     out.set_weights(model.get_weights())
+    x = np.random.default_rng(0).uniform(0, 255, (2, *model.input.shape[1:])).astype("float32")
+    assert np.allclose(out(x), model(x), atol=1e-5), f"{how} is not the same function"
     return out
 
 
@@ -165,7 +169,7 @@ PLAN = {  # model -> [(hard-sigmoid variant, conversion kind)]
     "mobilenetv3_small": [("as_built", k) for k in ("fp32", "dynamic", "int8", "int8_uint8io",
                                                      "int8_int8io", "int8_per_tensor")]
     + [("keras_hard_sigmoid", "fp32"), ("keras_hard_sigmoid", "int8"),
-       ("x_over_6_relu6", "fp32"), ("x_over_6_relu6", "int8")],
+       ("clip_form", "fp32"), ("clip_form", "int8")],
     "mobilenetv2": [("as_built", "fp32"), ("as_built", "int8")],
 }
 
