@@ -110,9 +110,12 @@ def test_every_image_mode_loads_upright_through_load_dataset(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6                                                     # rotate 90 CW to display
     top_red.save(m / "x" / "5_exif.jpg", exif=exif, quality=95)
+    Image.new("RGB", (8, 8), (0, 255, 0)).save(m / "x" / "6_anim.gif")
+    Image.new("RGB", (8, 8), (0, 0, 255)).save(m / "x" / "7_lossless.webp", lossless=True)
     ds = load(m, val_split=0, test_split=0)
     x = ds.train.images[ds.train.labels == 0]                            # files in name order
-    assert x.shape == (6, 8, 8, 3)
+    assert x.shape == (8, 8, 8, 3)
+    assert x[6, 4, 4, 1] > 200 and tuple(x[7, 4, 4]) == (0, 0, 255)      # GIF, WebP
     assert (x[0] == 255).all()                                           # 16-bit white, scaled
     assert tuple(x[1, 4, 4]) == (255, 0, 0)                              # palette
     assert tuple(x[2, 4, 4]) == (255, 255, 255)                          # RGBA over white
@@ -121,7 +124,7 @@ def test_every_image_mode_loads_upright_through_load_dataset(tmp_path):
     assert x[5, 1, 4, 0] > 200 and x[5, 6, 4, 2] > 200                   # red on top after EXIF
     grey = load_dataset(load_config(DataConfig, {"source": str(m), "val_split": 0, "test_split": 0}),
                         image_size=(4, 4), channels=1)
-    assert grey.train.images.shape == (7, 4, 4, 1)
+    assert grey.train.images.shape == (9, 4, 4, 1)
 
 
 def test_lazy_folder_decodes_in_tf_data_like_in_memory(tmp_path):
