@@ -2,11 +2,12 @@
 Augmentation": flips, random resized crop, colour jitter; plus rotation/zoom/translation,
 near-Gaussian pixel noise, mixup (Zhang et al. 2018) and CutMix (Yun et al. 2019) on one-hot labels).
 
-Pixels are float32 0..255 in and out (clipped). All geometric ops compose into one 3x3
-matrix per image and one bilinear resample (ImageProjectiveTransformV3); brightness,
-saturation and hue compose into one 3x3 colour matrix per image. Randomness is stateless:
-every batch gets a seed pair from `tf.data.Dataset.random(seed, rerandomize_each_iteration)`,
-so a run is reproducible and each epoch sees new augmentations.
+Pixels are float32 0..255 in and out (clipped). Geometric ops take one bilinear resample
+per image: crop and flips alone one crop_and_resize, else one 3x3 matrix per image for
+ImageProjectiveTransformV3; brightness, saturation, hue and contrast take one batched matmul.
+Randomness is stateless: every batch gets a seed pair from
+`tf.data.Dataset.random(seed, rerandomize_each_iteration)`, so a run is reproducible and each
+epoch sees new augmentations.
 """
 from __future__ import annotations
 
