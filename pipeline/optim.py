@@ -6,7 +6,8 @@ the `LearningRateSchedule` base class of whichever Keras runs the training (Kera
 for multi-worker runs, see pipeline.strategy), so both engines follow the same curve.
 
     step s (0-based), warmup W steps, T steps in all, t = s - W after warmup:
-      warmup     lr = base * (s + 1) / W                    (linear ramp, reaches base at s = W - 1)
+      warmup     lr = base * (s + 1) / W  (linear ramp, reaches base at s = W - 1; a run shorter
+                 than the warmup ends on the ramp)
       constant   lr = base
       step       lr = base * gamma ** floor(t / (step_epochs * steps_per_epoch))
       exponential lr = base * gamma ** (t / steps_per_epoch) (gamma per epoch)
@@ -102,9 +103,6 @@ def lr_curve(cfg: ScheduleConfig, *, lr: float, epochs: int, steps_per_epoch: in
     steps_per_epoch = max(1, int(steps_per_epoch))
     warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
     total = epochs * steps_per_epoch
-    if warmup >= total and cfg.warmup_epochs > 0:
-        raise OptionError(f"schedule.warmup_epochs={cfg.warmup_epochs} leaves no epoch of the "
-                          f"{epochs} for the schedule itself")
     return LRCurve(kind=cfg.name, base_lr=lr, total_steps=total, steps_per_epoch=steps_per_epoch,
                    warmup_steps=warmup, gamma=cfg.gamma, step_steps=cfg.step_epochs * steps_per_epoch,
                    power=cfg.power, min_lr=cfg.min_lr)

@@ -72,14 +72,15 @@ class EarlyStoppingConfig:
 class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    augment: AugmentConfig = field(default_factory=lambda: AugmentConfig("none"))
+    # light (shift, zoom, brightness, contrast) without flips: safe for digits and text too
+    augment: AugmentConfig = field(default_factory=lambda: AugmentConfig("light", hflip=False))
     epochs: int = 15
     batch_size: int = 64             # global: split across devices/workers
-    optimizer: Literal["sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw"] = "momentum"
-    lr: float = 0.05
+    optimizer: Literal["sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw"] = "adamw"
+    lr: float = 0.01
     momentum: float = 0.9            # momentum, nesterov, rmsprop
-    weight_decay: float = 5e-4       # decoupled; not on biases / BatchNorm
-    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    weight_decay: float = 0.05       # decoupled (lr * wd * w per step); not on biases / BatchNorm
+    schedule: ScheduleConfig = field(default_factory=lambda: ScheduleConfig("cosine", warmup_epochs=1))
     label_smoothing: float = 0.0
     dropout: float | None = None     # sets the family's dropout option
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
