@@ -129,8 +129,11 @@ def save_config(obj: Any, path: str | os.PathLike) -> Path:
     return write_text(path, dump_config(obj))
 
 
-def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
-    """(key, type, default) rows for --help, sections flattened with dots."""
+def describe(cls: type, prefix: str = "", defaults: Any = None) -> list[tuple[str, str, str]]:
+    """(key, type, default) rows for --help, sections flattened with dots.
+
+    A section's defaults are those of the instance its parent creates (a parent may build it
+    with other values than the section class's own defaults)."""
     rows = []
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
@@ -138,8 +141,18 @@ def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
             continue
         tp = hints[f.name]
         key = f"{prefix}{f.name}"
+        if defaults is not None:
+            value = getattr(defaults, f.name)
+            if _is_section(tp):
+                rows += describe(tp, key + ".", value)
+            else:
+                name = getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+                rows.append((key, name, repr(to_dict(value))))
+            continue
         if _is_section(tp):
-            rows += describe(tp, key + ".")
+            section = (f.default_factory() if f.default_factory is not dataclasses.MISSING  # type: ignore[misc]
+                       else None if f.default is dataclasses.MISSING else f.default)
+            rows += describe(tp, key + ".", section)
             continue
         if f.default is not dataclasses.MISSING:
             default = f.default
