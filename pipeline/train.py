@@ -80,7 +80,7 @@ class TrainConfig:
     lr: float = 0.01
     momentum: float = 0.9            # momentum, nesterov, rmsprop
     weight_decay: float = 0.05       # decoupled (lr * wd * w per step); not on biases / BatchNorm
-    schedule: ScheduleConfig = field(default_factory=lambda: ScheduleConfig("cosine", warmup_epochs=1))
+    schedule: ScheduleConfig = field(default_factory=lambda: ScheduleConfig("cosine", warmup_epochs=1.0))
     label_smoothing: float = 0.0
     dropout: float | None = None     # sets the family's dropout option
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
