@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
               "command resumes it)"),
     "augment-preview": ("pipeline.augment_preview", "PreviewConfig", "augment_preview",
                         "write a PNG grid of training images and augmented versions of them"),
+    "make-shapes": ("pipeline.data.shapes", "MakeShapesConfig", "make_shapes",
+                    "write the generated shapes dataset to disk as an image folder"),
 }
 
 
