@@ -44,6 +44,22 @@ def test_shorthands_and_family_options():
     assert cfg.augment.preset == "standard"
 
 
+@pytest.mark.parametrize("args,preset,hflip,fill", [
+    ([], "light", False, "reflect"),
+    (["augment.fill=constant"], "light", False, "constant"),     # a key keeps TrainConfig's preset
+    (["augment=standard"], "standard", True, "reflect"),        # the shorthand picks a new preset
+    (["augment=standard", "augment.hflip=false"], "standard", False, "reflect"),
+])
+def test_augment_keys_apply_on_top_of_the_train_default(args, preset, hflip, fill):
+    aug = load_config(TrainConfig, args).augment
+    assert (aug.preset, aug.hflip, aug.fill) == (preset, hflip, fill)
+
+
+def test_schedule_keys_keep_the_warmup_default():
+    cfg = load_config(TrainConfig, ["schedule.min_lr=0.001"])
+    assert cfg.schedule.name == "cosine" and cfg.schedule.warmup_epochs == 1.0
+
+
 def test_cli_help_lists_options_and_global_batch():
     r = run_cli("--help", timeout=60)
     assert r.returncode == 0, r.stderr
