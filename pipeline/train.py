@@ -72,12 +72,14 @@ class EarlyStoppingConfig:
 class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    # light (shift, zoom, brightness, contrast) without flips: safe for digits and text too
-    augment: AugmentConfig = field(default_factory=lambda: AugmentConfig("light", hflip=False))
+    # light (shift, zoom, brightness, contrast) without flips, black fill: safe for digits and
+    # text too (reflect mirrors strokes that touch the border into the image)
+    augment: AugmentConfig = field(default_factory=lambda: AugmentConfig("light", hflip=False,
+                                                                         fill="constant"))
     epochs: int = 15
     batch_size: int = 64             # global: split across devices/workers
     optimizer: Literal["sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw"] = "adamw"
-    lr: float = 0.01
+    lr: float = 0.02
     momentum: float = 0.9            # momentum, nesterov, rmsprop
     weight_decay: float = 0.05       # decoupled (lr * wd * w per step); not on biases / BatchNorm
     schedule: ScheduleConfig = field(default_factory=lambda: ScheduleConfig("cosine", warmup_epochs=1.0))

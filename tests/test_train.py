@@ -45,8 +45,8 @@ def test_shorthands_and_family_options():
 
 
 @pytest.mark.parametrize("args,preset,hflip,fill", [
-    ([], "light", False, "reflect"),
-    (["augment.fill=constant"], "light", False, "constant"),     # a key keeps TrainConfig's preset
+    ([], "light", False, "constant"),
+    (["augment.fill=reflect"], "light", False, "reflect"),       # a key keeps TrainConfig's preset
     (["augment=standard"], "standard", True, "reflect"),        # the shorthand picks a new preset
     (["augment=standard", "augment.hflip=false"], "standard", False, "reflect"),
 ])
