@@ -1,12 +1,13 @@
 """Image augmentation inside tf.data, vectorised over a batch and seeded (d2l 14.1 "Image
 Augmentation": flips, random resized crop, colour jitter; plus rotation/zoom/translation,
-Gaussian noise, mixup (Zhang et al. 2018) and CutMix (Yun et al. 2019) on one-hot labels).
+near-Gaussian pixel noise, mixup (Zhang et al. 2018) and CutMix (Yun et al. 2019) on one-hot labels).
 
-Pixels are float32 0..255 in and out (clipped). All geometric ops compose into one 3x3
-matrix per image and one bilinear resample (ImageProjectiveTransformV3); brightness,
-saturation and hue compose into one 3x3 colour matrix per image. Randomness is stateless:
-every batch gets a seed pair from `tf.data.Dataset.random(seed, rerandomize_each_iteration)`,
-so a run is reproducible and each epoch sees new augmentations.
+Pixels are float32 0..255 in and out (clipped). Geometric ops take one bilinear resample
+per image: crop and flips alone one crop_and_resize, else one 3x3 matrix per image for
+ImageProjectiveTransformV3; brightness, saturation, hue and contrast take one batched matmul.
+Randomness is stateless: every batch gets a seed pair from
+`tf.data.Dataset.random(seed, rerandomize_each_iteration)`, so a run is reproducible and each
+epoch sees new augmentations.
 """
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ class AugmentConfig:
     contrast: float | None = None                     # factor in [1-c, 1+c] around the mean grey
     saturation: float | None = None                   # factor in [1-s, 1+s]
     hue: float | None = None                          # rotation in [-h, h] turns (0.5 = 180 deg)
-    noise: float | None = None                        # Gaussian std in [0, n] pixel levels (0..255)
+    noise: float | None = None                        # noise std in [0, n] pixel levels (0..255)
     mixup: float | None = None                        # Beta(a, a) alpha; 0 = off
     cutmix: float | None = None                       # Beta(a, a) alpha; 0 = off
     mix_prob: float | None = None                     # chance a batch is mixed (mixup or cutmix)

@@ -18,7 +18,7 @@ SEED = tf.constant([3, 4], tf.int64)
 
 @pytest.fixture(scope="module")
 def batch():
-    x, y = generate_shapes(1, size=32, classes=8, seed=0)                 # (8, 32, 32, 3)
+    x, y = generate_shapes(ShapesConfig(per_class=1, size=32, classes=8))   # (8, 32, 32, 3)
     return tf.constant(x, tf.float32), tf.one_hot(y, 8)
 
 

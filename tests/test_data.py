@@ -110,9 +110,12 @@ def test_every_image_mode_loads_upright_through_load_dataset(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6                                                     # rotate 90 CW to display
     top_red.save(m / "x" / "5_exif.jpg", exif=exif, quality=95)
+    Image.new("RGB", (8, 8), (0, 255, 0)).save(m / "x" / "6_anim.gif")
+    Image.new("RGB", (8, 8), (0, 0, 255)).save(m / "x" / "7_lossless.webp", lossless=True)
     ds = load(m, val_split=0, test_split=0)
     x = ds.train.images[ds.train.labels == 0]                            # files in name order
-    assert x.shape == (6, 8, 8, 3)
+    assert x.shape == (8, 8, 8, 3)
+    assert x[6, 4, 4, 1] > 200 and tuple(x[7, 4, 4]) == (0, 0, 255)      # GIF, WebP
     assert (x[0] == 255).all()                                           # 16-bit white, scaled
     assert tuple(x[1, 4, 4]) == (255, 0, 0)                              # palette
     assert tuple(x[2, 4, 4]) == (255, 255, 255)                          # RGBA over white
@@ -121,7 +124,7 @@ def test_every_image_mode_loads_upright_through_load_dataset(tmp_path):
     assert x[5, 1, 4, 0] > 200 and x[5, 6, 4, 2] > 200                   # red on top after EXIF
     grey = load_dataset(load_config(DataConfig, {"source": str(m), "val_split": 0, "test_split": 0}),
                         image_size=(4, 4), channels=1)
-    assert grey.train.images.shape == (7, 4, 4, 1)
+    assert grey.train.images.shape == (9, 4, 4, 1)
 
 
 def test_lazy_folder_decodes_in_tf_data_like_in_memory(tmp_path):
@@ -154,14 +157,20 @@ def test_digits_shape_and_range():
 
 
 def test_shapes_is_deterministic_and_has_every_class():
-    x, y = generate_shapes(3, size=32, classes=12, seed=0)
-    x2, _ = generate_shapes(3, size=32, classes=12, seed=0)
-    x3, _ = generate_shapes(3, size=32, classes=12, seed=1)
+    cfg = ShapesConfig(per_class=3, size=32, classes=12)
+    x, y = generate_shapes(cfg, seed=0)
+    x2, _ = generate_shapes(cfg, seed=0)
+    x3, _ = generate_shapes(cfg, seed=1)
     assert x.shape == (36, 32, 32, 3) and np.array_equal(x, x2) and not np.array_equal(x, x3)
     assert np.bincount(y).tolist() == [3] * 12 and len(CLASSES) >= 10
     cfg = DataConfig("shapes", shapes=ShapesConfig(per_class=4, classes=10), val_split=0.25, test_split=0)
     ds = load_dataset(cfg, image_size=(48, 48), channels=1)
     assert ds.num_classes == 10 and ds.train.images.shape == (30, 48, 48, 1) and len(ds.val) == 10
+    for bad, msg in (("shapes.scale=0.3,0.7", "data.shapes.scale must be"),
+                     ("shapes.classes=13", "data.shapes.classes must be in 2..12"),
+                     ("shapes.rotation=200", "data.shapes.rotation must be in 0..180")):
+        with pytest.raises(OptionError, match=msg):
+            load_config(DataConfig, ["source=shapes", bad])
 
 
 def test_draw_object_box_is_tight_and_scenes_hold_several_objects(rng):
@@ -178,12 +187,13 @@ def test_draw_object_box_is_tight_and_scenes_hold_several_objects(rng):
 
 
 def test_write_image_folder_loads_back_identically(tmp_path):
-    root = write_image_folder(tmp_path / "shapes", per_class=2, size=32, classes=3, seed=5)
+    cfg = ShapesConfig(per_class=2, size=32, classes=3)
+    root = write_image_folder(tmp_path / "shapes", cfg, seed=5)
     assert sorted(p.name for p in root.iterdir()) == ["circle", "square", "triangle"]
     ds = load(root, val_split=0, test_split=0)
     folder = load_dataset(load_config(DataConfig, {"source": str(root), "val_split": 0, "test_split": 0}),
                           image_size=(32, 32), channels=3)
-    x, y = generate_shapes(2, size=32, classes=3, seed=5)
+    x, y = generate_shapes(cfg, seed=5)
     order = np.argsort(y, kind="stable")
     assert np.array_equal(folder.train.images, x[order]) and len(ds.train) == 6
 

@@ -61,12 +61,10 @@ def load_dataset(cfg: DataConfig, *, image_size: tuple[int, int], channels: int)
         from pipeline.data.arrays import to_model_images
         from pipeline.data.shapes import CLASSES, generate_shapes
 
-        s = cfg.shapes
-        images, labels = generate_shapes(s.per_class, size=s.size, classes=s.classes, seed=cfg.seed,
-                                         noise=s.noise)
+        images, labels = generate_shapes(cfg.shapes, seed=cfg.seed)
         if images.shape[1:] != (*image_size, channels):
             images = to_model_images(images, image_size, channels)
-        return _split_arrays(cfg, images, labels, CLASSES[:s.classes], image_size, channels)
+        return _split_arrays(cfg, images, labels, CLASSES[:cfg.shapes.classes], image_size, channels)
     from pipeline.data.folder import load_folder
 
     return load_folder(cfg, image_size, channels)

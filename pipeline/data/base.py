@@ -31,6 +31,8 @@ class ShapesConfig:
     size: int = 64              # native side in pixels; other model sizes are resized from it
     classes: int = 10           # the first N of shapes.CLASSES
     noise: float = 8.0          # max std of the Gaussian pixel noise (0..255 scale)
+    rotation: float = 20.0      # max object rotation in degrees (180: any angle)
+    scale: tuple[float, float] = (0.25, 0.42)   # object radius range, fraction of the side
 
     def validate(self) -> None:
         from pipeline.data.shapes import CLASSES
@@ -43,6 +45,10 @@ class ShapesConfig:
             raise OptionError(f"data.shapes.classes must be in 2..{len(CLASSES)}, got {self.classes}")
         if not 0 <= self.noise <= 128:
             raise OptionError(f"data.shapes.noise must be in 0..128, got {self.noise}")
+        if not 0 <= self.rotation <= 180:
+            raise OptionError(f"data.shapes.rotation must be in 0..180 degrees, got {self.rotation}")
+        if not 0.05 <= self.scale[0] <= self.scale[1] <= 0.5:
+            raise OptionError(f"data.shapes.scale must be 0.05 <= min <= max <= 0.5, got {self.scale}")
 
 
 @dataclass(frozen=True)

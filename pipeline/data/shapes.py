@@ -74,8 +74,9 @@ def _hsv_color(rng: np.random.Generator) -> np.ndarray:
     return np.array(colorsys.hsv_to_rgb(h, s, v), np.float32) * 255.0
 
 
-def make_background(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
-    """float32 (H, W, 3) in 0..255: a gradient, random lines and blurred blobs."""
+def make_background(height: int, width: int, rng: np.random.Generator,
+                    lines: tuple[int, int] = (2, 6)) -> np.ndarray:
+    """float32 (H, W, 3) in 0..255: a gradient, blurred blobs and lines[0]..lines[1] lines."""
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     theta = rng.uniform(0, 2 * np.pi)
     ramp = (np.cos(theta) * xx / width + np.sin(theta) * yy / height)
@@ -88,14 +89,14 @@ def make_background(height: int, width: int, rng: np.random.Generator) -> np.nda
         cx, cy = rng.uniform(0, width), rng.uniform(0, height)
         rx, ry = rng.uniform(0.08, 0.35) * width, rng.uniform(0.08, 0.35) * height
         draw.ellipse((cx - rx, cy - ry, cx + rx, cy + ry),
-                     fill=(*_hsv_color(rng).astype(int).tolist(), int(rng.uniform(90, 200))))
+                     fill=(*_hsv_color(rng).astype(int).tolist(), int(rng.uniform(60, 160))))
     blobs = blobs.filter(ImageFilter.GaussianBlur(radius=0.06 * min(width, height)))
     img = Image.alpha_composite(img.convert("RGBA"), blobs).convert("RGB")
     draw = ImageDraw.Draw(img)
-    for _ in range(rng.integers(3, 9)):
+    for _ in range(rng.integers(lines[0], lines[1] + 1)):
         x0, y0, x1, y1 = rng.uniform(-0.2, 1.2, 4) * (width, height, width, height)
         draw.line((x0, y0, x1, y1), fill=tuple(_hsv_color(rng).astype(int).tolist()),
-                  width=int(rng.integers(1, max(2, min(width, height) // 24) + 1)))
+                  width=int(rng.integers(1, max(1, min(width, height) // 32) + 1)))
     return np.asarray(img, np.float32)
 
 
@@ -114,7 +115,7 @@ def draw_object(img: np.ndarray, cls: int | str, rng: np.random.Generator, *,
     radius = rng.uniform(0.18, 0.42) * side if radius is None else radius
     if center is None:
         center = (rng.uniform(radius, w - radius), rng.uniform(radius, h - radius))
-    angle = rng.uniform(0, 2 * np.pi) if angle is None else angle
+    angle = rng.uniform(-np.pi, np.pi) if angle is None else angle
     rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     polys = [(pts @ rot.T * radius + center, fill) for pts, fill in OUTLINES[name]]
     # Draw only the region around the object, supersampled.
@@ -150,18 +151,20 @@ def _contrasting_color(region: np.ndarray, rng: np.random.Generator) -> np.ndarr
     mean = region.reshape(-1, 3).mean(0)
     for _ in range(10):
         c = _hsv_color(rng)
-        if np.linalg.norm(c - mean) > 90:
+        if np.linalg.norm(c - mean) > 110:
             return c
     return np.where(mean > 127, 0.15, 0.9).astype(np.float32) * 255.0
 
 
 def make_scene(size: tuple[int, int], rng: np.random.Generator, *, classes: tuple[str, ...] = CLASSES,
                labels: list[int] | None = None, n_objects: int = 1, noise: float = 8.0,
-               scale: tuple[float, float] = (0.18, 0.42)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+               scale: tuple[float, float] = (0.18, 0.42), rotation: float = 180.0,
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One cluttered scene: uint8 (H, W, 3), boxes int32 (K, 4) x0,y0,x1,y1, labels int32 (K,).
 
-    `labels` picks the objects (indices into `classes`), else n_objects random ones. Objects
-    are placed without overlapping each other where possible (20 tries each).
+    `labels` picks the objects (indices into `classes`), else n_objects random ones; each has
+    a radius of `scale` x the shorter side (shrunk by sqrt(K) for K objects) and a rotation
+    within +-`rotation` degrees. Objects avoid each other where possible (20 tries each).
     """
     h, w = size
     img = make_background(h, w, rng)
@@ -170,12 +173,13 @@ def make_scene(size: tuple[int, int], rng: np.random.Generator, *, classes: tupl
     boxes, kept = [], []
     for lab in labels:
         for _ in range(20):
-            r = rng.uniform(*scale) * min(h, w) / (1 if len(labels) == 1 else np.sqrt(len(labels)))
+            r = rng.uniform(*scale) * min(h, w) / np.sqrt(len(labels))
             cx, cy = rng.uniform(r, w - r), rng.uniform(r, h - r)
             if all(np.hypot(cx - px, cy - py) > r + pr for px, py, pr in placed):
                 break
         placed.append((cx, cy, r))
-        box = draw_object(img, classes[lab], rng, center=(cx, cy), radius=r)
+        angle = np.radians(rng.uniform(-rotation, rotation))
+        box = draw_object(img, classes[lab], rng, center=(cx, cy), radius=r, angle=angle)
         if box is not None:
             boxes.append(box)
             kept.append(lab)
@@ -185,27 +189,26 @@ def make_scene(size: tuple[int, int], rng: np.random.Generator, *, classes: tupl
     return image, np.array(boxes, np.int32).reshape(-1, 4), np.array(kept, np.int32)
 
 
-def generate_shapes(per_class: int, *, size: int = 64, classes: int = 10, seed: int = 0,
-                    noise: float = 8.0) -> tuple[np.ndarray, np.ndarray]:
+def generate_shapes(cfg: ShapesConfig = ShapesConfig(), *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """uint8 (per_class * classes, size, size, 3) images and int32 labels (class i % classes)."""
-    n = per_class * classes
-    images = np.empty((n, size, size, 3), np.uint8)
-    labels = np.arange(n, dtype=np.int32) % classes
+    n = cfg.per_class * cfg.classes
+    images = np.empty((n, cfg.size, cfg.size, 3), np.uint8)
+    labels = np.arange(n, dtype=np.int32) % cfg.classes
     for i in range(n):
-        images[i] = make_scene((size, size), np.random.default_rng([seed, i]),
-                               classes=CLASSES[:classes], labels=[int(labels[i])], noise=noise)[0]
+        images[i] = make_scene((cfg.size, cfg.size), np.random.default_rng([seed, i]),
+                               classes=CLASSES[:cfg.classes], labels=[int(labels[i])], noise=cfg.noise,
+                               scale=cfg.scale, rotation=cfg.rotation)[0]
     return images, labels
 
 
-def write_image_folder(out_dir: str | os.PathLike, *, per_class: int = 250, size: int = 64,
-                       classes: int = 10, seed: int = 0, noise: float = 8.0,
-                       suffix: str = ".png") -> Path:
+def write_image_folder(out_dir: str | os.PathLike, cfg: ShapesConfig = ShapesConfig(), *,
+                       seed: int = 0, suffix: str = ".png") -> Path:
     """Write the shapes dataset as `out_dir/<class>/<index><suffix>` (each file atomically)."""
     from tqdm import tqdm
 
     out = Path(out_dir)
     fmt = Image.registered_extensions()[suffix]
-    images, labels = generate_shapes(per_class, size=size, classes=classes, seed=seed, noise=noise)
+    images, labels = generate_shapes(cfg, seed=seed)
     for i, (image, label) in enumerate(tqdm(list(zip(images, labels)), desc=f"writing {out}",
                                             unit="img", disable=len(images) < 500, leave=False)):
         with atomic_path(out / CLASSES[label] / f"{i:06d}{suffix}") as tmp:
@@ -227,8 +230,7 @@ def make_shapes(cfg: MakeShapesConfig) -> Path:
     from pipeline.config import save_config
 
     s = cfg.shapes
-    out = write_image_folder(cfg.out, per_class=s.per_class, size=s.size, classes=s.classes,
-                             seed=cfg.seed, noise=s.noise, suffix="." + cfg.format)
+    out = write_image_folder(cfg.out, s, seed=cfg.seed, suffix="." + cfg.format)
     save_config(cfg, out / "shapes.yaml")    # a loose file: image-folder loading ignores it
     print(f"wrote {s.per_class * s.classes} images of {s.classes} classes to {out}/<class>/")
     return out
