@@ -3,7 +3,7 @@ learning-rate scheduling), into a self-describing run directory (see pipeline.ru
 
     python -m pipeline train data=digits model=lenet_bn epochs=15 out=runs/lenet
     python -m pipeline train data=shapes model=resnet18 model.width=0.5 augment=standard \
-        optimizer=adamw lr=2e-3 weight_decay=0.05 schedule=cosine schedule.warmup_epochs=1
+        optimizer=adamw lr=0.003 weight_decay=0.0005 schedule=cosine schedule.warmup_epochs=1
 
     from pipeline.train import TrainConfig, train
     result = train(load_config(TrainConfig, ["data=digits", "epochs=3", "out=/tmp/run"]))
