@@ -16,6 +16,10 @@ from models.options import OptionError, suggest  # noqa: E402
 
 # name: (module, config class, function, help)
 COMMANDS: dict[str, tuple[str, str, str, str]] = {
+    "train": ("pipeline.train", "TrainConfig", "train",
+              "train a registered model on digits, shapes or an image folder into a run dir "
+              "(batch_size is the global batch, split across GPUs/workers; re-running a killed "
+              "command resumes it)"),
     "augment-preview": ("pipeline.augment_preview", "PreviewConfig", "augment_preview",
                         "write a PNG grid of training images and augmented versions of them"),
     "export": ("pipeline.export", "ExportConfig", "export",

@@ -44,6 +44,30 @@ def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
         node[leaf] = value
 
 
+def _field_default(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return None if f.default is dataclasses.MISSING else f.default
+
+
+def _merge(base: dict, over: Mapping[str, Any]) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _over_parent_default(tp: type, f: dataclasses.Field, value: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Keys given for a section apply on top of the instance its parent builds by default (a
+    parent may default to other values than the section class: `augment.fill=x` must not drop
+    the parent's preset), unless the section's SHORTHAND picks a new base (`augment=standard`)."""
+    short = getattr(tp, "SHORTHAND", None)
+    default = _field_default(f)
+    if not dataclasses.is_dataclass(default) or (short and ("__shorthand__" in value or short in value)):
+        return value
+    return _merge(to_dict(default), value)
+
+
 def build(cls: type[T], raw: Mapping[str, Any] | None, path: str = "") -> T:
     """Make `cls` from a (possibly nested) mapping, coercing types, then validate it."""
     raw = dict(raw or {})
@@ -69,7 +93,7 @@ def build(cls: type[T], raw: Mapping[str, Any] | None, path: str = "") -> T:
         if _is_section(tp):
             if not isinstance(value, Mapping):
                 value = {"__shorthand__": value}
-            kwargs[key] = build(tp, value, where)
+            kwargs[key] = build(tp, _over_parent_default(tp, fields[key], value), where)
         else:
             kwargs[key] = coerce(value, tp, where)
     if extra_field:
@@ -129,8 +153,11 @@ def save_config(obj: Any, path: str | os.PathLike) -> Path:
     return write_text(path, dump_config(obj))
 
 
-def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
-    """(key, type, default) rows for --help, sections flattened with dots."""
+def describe(cls: type, prefix: str = "", defaults: Any = None) -> list[tuple[str, str, str]]:
+    """(key, type, default) rows for --help, sections flattened with dots.
+
+    A section's defaults are those of the instance its parent creates (a parent may build it
+    with other values than the section class's own defaults)."""
     rows = []
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
@@ -138,15 +165,19 @@ def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
             continue
         tp = hints[f.name]
         key = f"{prefix}{f.name}"
-        if _is_section(tp):
-            rows += describe(tp, key + ".")
+        if defaults is not None:
+            value = getattr(defaults, f.name)
+            if _is_section(tp):
+                rows += describe(tp, key + ".", value)
+            else:
+                name = getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+                rows.append((key, name, repr(to_dict(value))))
             continue
-        if f.default is not dataclasses.MISSING:
-            default = f.default
-        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-            default = f.default_factory()  # type: ignore[misc]
-        else:
-            default = "(required)"
+        if _is_section(tp):
+            rows += describe(tp, key + ".", _field_default(f))
+            continue
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING  # type: ignore[misc]
+        default = "(required)" if required else _field_default(f)
         name = getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
         rows.append((key, name, repr(to_dict(default)) if default != "(required)" else default))
     return rows

@@ -1,0 +1,306 @@
+"""Train a registered model on a dataset with Keras `fit` (d2l 7.6.2 / 8.x training loops, 12.11
+learning-rate scheduling), into a self-describing run directory (see pipeline.runs).
+
+    python -m pipeline train data=digits model=lenet_bn epochs=15 out=runs/lenet
+    python -m pipeline train data=shapes model=resnet18 model.width=0.5 augment=standard \
+        optimizer=adamw lr=2e-3 weight_decay=0.05 schedule=cosine schedule.warmup_epochs=1
+
+    from pipeline.train import TrainConfig, train
+    result = train(load_config(TrainConfig, ["data=digits", "epochs=3", "out=/tmp/run"]))
+    result.metrics["test_accuracy"], result.paths["model"]
+
+What a run does: set the seeds, pick the tf.distribute strategy (pipeline.strategy; batch_size
+is global), build the model twice (the training model under the strategy and precision policy,
+and a float32 Keras 3 copy that every checkpoint is saved from, so model.keras never carries
+an optimizer or a mixed-precision policy), fit with the callbacks of pipeline.callbacks and
+keras.callbacks.BackupAndRestore (re-running a killed command resumes it), then evaluate the
+best weights on train (without augmentation), val and test and write metrics and plots.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from models.atomic import write_json
+from models.options import OptionError
+from pipeline.augment import AugmentConfig
+from pipeline.config import save_config, to_dict
+from pipeline.data import DataConfig, DataError, natural_input_shape
+from pipeline.optim import LRCurve, ScheduleConfig
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The `model:` section: `model=resnet18 model.width=0.5` (family options go to `options`)."""
+    SHORTHAND: ClassVar[str] = "name"
+    EXTRA: ClassVar[str] = "options"
+    name: str = "lenet_bn"
+    input_shape: tuple[int, int, int] | None = None   # (H, W, C); None = the data's natural shape
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        from models import resolve_config
+
+        resolve_config(self.name, self.options)   # unknown model/option -> OptionError
+        if self.input_shape is not None and (min(self.input_shape) < 1 or self.input_shape[2] not in (1, 3)):
+            raise OptionError(f"model.input_shape must be H,W,C with C 1 or 3, got {self.input_shape}")
+
+
+@dataclass(frozen=True)
+class EarlyStoppingConfig:
+    """The `early_stopping:` section: `early_stopping=5` stops after 5 epochs without a better
+    val accuracy; restore_best keeps the best epoch's weights in model.keras (else the last)."""
+    SHORTHAND: ClassVar[str] = "patience"
+    patience: int = 0         # 0 = off
+    min_delta: float = 0.0    # smallest val-accuracy gain that counts as better
+    restore_best: bool = True
+
+    def validate(self) -> None:
+        if self.patience < 0 or self.min_delta < 0:
+            raise OptionError("early_stopping.patience and early_stopping.min_delta must be >= 0")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    # light (shift, zoom, brightness, contrast) without flips, black fill: safe for digits and
+    # text too (reflect mirrors strokes that touch the border into the image)
+    augment: AugmentConfig = field(default_factory=lambda: AugmentConfig("light", hflip=False,
+                                                                         fill="constant"))
+    epochs: int = 15
+    batch_size: int = 64             # global: split across devices/workers
+    optimizer: Literal["sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw"] = "adamw"
+    lr: float = 0.02
+    momentum: float = 0.9            # momentum, nesterov, rmsprop
+    weight_decay: float = 0.05       # decoupled (lr * wd * w per step); not on biases / BatchNorm
+    schedule: ScheduleConfig = field(default_factory=lambda: ScheduleConfig("cosine", warmup_epochs=1.0))
+    label_smoothing: float = 0.0
+    dropout: float | None = None     # sets the family's dropout option
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    seed: int = 0
+    out: str = ""                    # run dir; "" = runs/<model>-<data>
+    overwrite: bool = False          # replace a finished or interrupted run in `out`
+    mixed_precision: bool = False    # mixed_float16 on GPU, mixed_bfloat16 on CPU
+    xla: bool = False                # jit_compile the train step
+    strategy: Literal["auto", "default", "mirrored", "multi_worker"] = "auto"
+    verbose: int = 1                 # 0 silent, 1 progress bar, 2 one line per epoch
+
+    def validate(self) -> None:
+        checks = [(self.epochs >= 1, "epochs must be >= 1"),
+                  (self.batch_size >= 1, "batch_size must be >= 1"),
+                  (self.lr > 0, "lr must be > 0"),
+                  (0 <= self.momentum < 1, "momentum must be in [0, 1)"),
+                  (self.weight_decay >= 0, "weight_decay must be >= 0"),
+                  (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
+                  (self.dropout is None or 0 <= self.dropout < 1, "dropout must be in [0, 1)"),
+                  (self.verbose in (0, 1, 2), "verbose must be 0, 1 or 2")]
+        for ok, message in checks:
+            if not ok:
+                raise OptionError(message)
+        if self.dropout is not None and "dropout" in self.model.options:
+            raise OptionError("dropout is given twice (dropout= and model.dropout=); keep one")
+
+    def family_options(self) -> dict[str, Any]:
+        extra = {"dropout": self.dropout} if self.dropout is not None else {}
+        return {**self.model.options, **extra}
+
+    def run_dir(self) -> Path:
+        if self.out:
+            return Path(self.out)
+        return Path("runs") / f"{self.model.name}-{Path(self.data.source).name or 'data'}"
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    metrics: dict[str, Any]
+    paths: dict[str, Path]
+    model: Any = field(default=None, repr=False)   # Keras 3 model with the saved weights
+
+
+@contextlib.contextmanager
+def precision_policy(k: Any, enabled: bool) -> Iterator[str]:
+    """Set k's global dtype policy for the block only; yields the policy name in force."""
+    if not enabled:
+        yield "float32"
+        return
+    from pipeline.strategy import on_gpu
+
+    policy = "mixed_float16" if on_gpu() else "mixed_bfloat16"
+    old = k.mixed_precision.global_policy()
+    k.mixed_precision.set_global_policy(policy)
+    try:
+        yield policy
+    finally:
+        k.mixed_precision.set_global_policy(old)
+
+
+def compile_for_training(model: Any, k: Any, cfg: TrainConfig, curve: LRCurve) -> Any:
+    from pipeline.optim import keras_schedule, make_optimizer
+
+    optimizer = make_optimizer(k, cfg.optimizer, keras_schedule(k, curve), momentum=cfg.momentum,
+                               weight_decay=cfg.weight_decay)
+    model.compile(optimizer=optimizer,
+                  loss=k.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
+                  metrics=["accuracy"], jit_compile=cfg.xla)
+    return model
+
+
+def evaluate(model: Any, ds: Any, num_classes: int) -> dict[str, Any]:
+    """loss (plain cross-entropy), accuracy and confusion matrix of a probs model over a dataset."""
+    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
+    nll = 0.0
+    for x, y in ds:
+        probs = np.asarray(model.predict_on_batch(x), dtype=np.float64)   # (B, K)
+        true = np.argmax(np.asarray(y), axis=1)
+        nll += float(-np.log(np.clip(probs[np.arange(len(true)), true], 1e-12, None)).sum())
+        np.add.at(confusion, (true, np.argmax(probs, axis=1)), 1)
+    n = int(confusion.sum())
+    return {"loss": nll / max(n, 1), "accuracy": float(np.trace(confusion)) / max(n, 1),
+            "confusion": confusion, "n": n}
+
+
+def _shard_by_data(ds: Any) -> Any:
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options)
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Train, checkpoint, evaluate and write the run directory; see the module docstring."""
+    t_start = time.perf_counter()
+    from pipeline.strategy import make_placement
+
+    placement = make_placement(cfg.strategy)   # first: multi-worker must set up the runtime
+    import keras
+
+    from models import create_model, load_model, save_model
+    from pipeline import runs
+    from pipeline.callbacks import BestCheckpoint, EpochLog, bind, make_callbacks
+    from pipeline.data import load_dataset, make_tf_dataset
+    from pipeline.optim import lr_curve
+
+    k = placement.keras_module()
+    cfg = dataclasses.replace(cfg, out=str(cfg.run_dir()))
+    paths = runs.run_paths(cfg.out, placement.worker_index)
+    resuming = runs.prepare(paths, to_dict(cfg), overwrite=cfg.overwrite)
+    save_config(cfg, paths.config)
+    keras.utils.set_random_seed(cfg.seed)
+
+    shape = tuple(cfg.model.input_shape or natural_input_shape(cfg.data))
+    data = load_dataset(cfg.data, image_size=shape[:2], channels=shape[2])
+    if len(data.train) == 0:
+        raise DataError(f"data={cfg.data.source}: the training split is empty")
+    say = print if cfg.verbose else (lambda *a, **kw: None)
+    say(f"train: {data.summary()}; {placement.kind} strategy, {placement.replicas} replica(s), "
+        f"{'resuming' if resuming else 'run dir'} {paths.root}")
+
+    def tf_data(split: Any, training: bool) -> Any:
+        if len(split) == 0:
+            return None
+        return make_tf_dataset(split, image_size=shape[:2], channels=shape[2],
+                               num_classes=data.num_classes, batch_size=cfg.batch_size,
+                               training=training, augment=cfg.augment if training else None,
+                               seed=cfg.seed)
+
+    train_ds, val_ds = tf_data(data.train, True), tf_data(data.val, False)
+    if placement.kind == "multi_worker":
+        train_ds = _shard_by_data(train_ds)
+        val_ds = None if val_ds is None else _shard_by_data(val_ds)
+    steps = math.ceil(len(data.train) / cfg.batch_size)
+    curve = lr_curve(cfg.schedule, lr=cfg.lr, epochs=cfg.epochs, steps_per_epoch=steps)
+    build = dict(num_classes=data.num_classes, input_shape=shape, labels=data.class_names,
+                 **cfg.family_options())
+    keeper = create_model(cfg.model.name, **build)   # float32 Keras 3: what model.keras holds
+
+    def save_best(weights: list) -> None:
+        keeper.set_weights(weights)
+        save_model(keeper, paths.model)
+
+    log = bind(k, EpochLog)(paths.log, curve.value, steps)
+    monitor = "val_accuracy" if val_ds is not None else "accuracy"
+    best = bind(k, BestCheckpoint)(save_best, log, monitor=monitor, tiebreak=monitor[:-8] + "loss",
+                                   patience=cfg.early_stopping.patience,
+                                   min_delta=cfg.early_stopping.min_delta)
+    with precision_policy(k, cfg.mixed_precision) as policy, placement.strategy.scope():
+        model = create_model(cfg.model.name, keras_module=k, **build)
+        compile_for_training(model, k, cfg, curve)
+        callbacks = make_callbacks(k, log=log, best=best, backup_dir=paths.backup,
+                                   hint=f"lr={cfg.lr:g}, optimizer={cfg.optimizer}",
+                                   tensorboard_dir=paths.tensorboard)
+        model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=callbacks,
+                  verbose=cfg.verbose, shuffle=False)   # the dataset shuffles (seeded)
+        last_weights = model.get_weights()
+
+    if cfg.early_stopping.restore_best and paths.model.exists():
+        final = load_model(paths.model)
+    else:
+        save_best(last_weights)
+        final = keeper
+    rows = log.rows
+    metrics = _evaluate_all(final, data, tf_data, rows)
+    train_seconds = float(sum(r["epoch_seconds"] for r in rows))
+    metrics.update({
+        "best_epoch": best.best_epoch + 1 if cfg.early_stopping.restore_best else len(rows),
+        "epochs_run": len(rows), "epochs_planned": cfg.epochs,
+        "stopped_early": best.stopped_epoch is not None,
+        "resumed_from_epoch": log.start_epoch if resuming else None,
+        "train_seconds": train_seconds,
+        "images_per_second": len(data.train) * len(rows) / train_seconds if train_seconds else None,
+        "wall_seconds": time.perf_counter() - t_start,
+        "model": cfg.model.name, "params": int(keeper.count_params()), "input_shape": list(shape),
+        "num_train": len(data.train), "num_val": len(data.val), "num_test": len(data.test),
+        "strategy": placement.kind, "replicas": placement.replicas, "workers": placement.num_workers,
+        "engine": f"{k.__name__} {k.__version__}", "precision": policy, "xla": cfg.xla,
+    })
+    _write_outputs(paths, metrics, rows, data.class_names, cfg)
+    say(f"train: test_accuracy {metrics['test_accuracy']}, val_accuracy {metrics['val_accuracy']}, "
+        f"best epoch {metrics['best_epoch']}/{len(rows)}, {train_seconds:.1f}s training -> {paths.root}")
+    return TrainResult(paths.root, metrics, paths.artifacts(), final)
+
+
+def _evaluate_all(model: Any, data: Any, tf_data: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Accuracy/loss on every split with the final weights; per-class accuracy on test (or val)."""
+    out: dict[str, Any] = {}
+    confusion = None
+    for name in ("train", "val", "test"):
+        ds = tf_data(getattr(data, name), False)
+        if ds is None:
+            out[f"{name}_accuracy"] = out[f"{name}_loss"] = None
+            continue
+        result = evaluate(model, ds, data.num_classes)
+        out[f"{name}_accuracy"], out[f"{name}_loss"] = result["accuracy"], result["loss"]
+        if name in ("val", "test"):
+            confusion, out["confusion_split"] = result["confusion"], name
+    if out["val_accuracy"] is not None:
+        out["generalization_gap"] = out["train_accuracy"] - out["val_accuracy"]
+    if confusion is not None:
+        counts = confusion.sum(axis=1)
+        out["per_class_accuracy"] = {name: (float(confusion[i, i] / counts[i]) if counts[i] else None)
+                                     for i, name in enumerate(data.class_names)}
+        out["confusion_matrix"] = confusion.tolist()
+    return out
+
+
+def _write_outputs(paths: Any, metrics: dict[str, Any], rows: list[dict[str, Any]],
+                   class_names: tuple[str, ...], cfg: TrainConfig) -> None:
+    from pipeline.plots import plot_confusion, plot_curves
+
+    title = f"{cfg.model.name} on {cfg.data.source}"
+    plot_curves(rows, paths.curves, title=title, best_epoch=metrics["best_epoch"])
+    if "confusion_matrix" in metrics:
+        acc = metrics[f"{metrics['confusion_split']}_accuracy"]
+        plot_confusion(np.asarray(metrics["confusion_matrix"]), class_names, paths.confusion,
+                       title=f"{title}: {metrics['confusion_split']} set, accuracy {acc:.4f}")
+    write_json(paths.metrics, metrics)
