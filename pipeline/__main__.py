@@ -16,6 +16,9 @@ from models.options import OptionError, suggest  # noqa: E402
 
 # name: (module, config class, function, help)
 COMMANDS: dict[str, tuple[str, str, str, str]] = {
+    "run": ("pipeline.run", "RunConfig", "run",
+            "the main job: train on the built-in data, export every format under the parity "
+            "gate, report; prints where it all is and how to open the demo"),
     "train": ("pipeline.train", "TrainConfig", "train",
               "train a registered model on digits, shapes or an image folder into a run dir "
               "(batch_size is the global batch, split across GPUs/workers; re-running a killed "

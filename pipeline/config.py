@@ -50,32 +50,22 @@ def _field_default(f: dataclasses.Field) -> Any:
     return None if f.default is dataclasses.MISSING else f.default
 
 
-def _merge(base: dict, over: Mapping[str, Any]) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), dict) else v
-    return out
+def build(cls: type[T], raw: Mapping[str, Any] | None, path: str = "", base: Any = None) -> T:
+    """Make `cls` from a (possibly nested) mapping, coercing types, then validate it.
 
-
-def _over_parent_default(tp: type, f: dataclasses.Field, value: Mapping[str, Any]) -> Mapping[str, Any]:
-    """Keys given for a section apply on top of the instance its parent builds by default (a
-    parent may default to other values than the section class: `augment.fill=x` must not drop
-    the parent's preset), unless the section's SHORTHAND picks a new base (`augment=standard`)."""
-    short = getattr(tp, "SHORTHAND", None)
-    default = _field_default(f)
-    if not dataclasses.is_dataclass(default) or (short and ("__shorthand__" in value or short in value)):
-        return value
-    return _merge(to_dict(default), value)
-
-
-def build(cls: type[T], raw: Mapping[str, Any] | None, path: str = "") -> T:
-    """Make `cls` from a (possibly nested) mapping, coercing types, then validate it."""
+    Keys not given come from `base` (an instance of cls) when there is one: a parent's default
+    for the section (TrainConfig builds `augment` as the "light" preset, so `augment.fill=x`
+    keeps that preset). Setting the section's SHORTHAND (`augment=standard`, `model=lenet`)
+    picks a fresh base: the class defaults, not the parent's options for another choice.
+    """
     raw = dict(raw or {})
+    short = getattr(cls, "SHORTHAND", None)
     if "__shorthand__" in raw:
-        short = getattr(cls, "SHORTHAND", None)
         if short is None:
             raise OptionError(f"{path or cls.__name__} is a section; set its keys with {path}.KEY=VALUE")
         raw.setdefault(short, raw.pop("__shorthand__"))
+    if short is not None and short in raw:
+        base = None
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     hints = typing.get_type_hints(cls)
     extra_field = getattr(cls, "EXTRA", None)
@@ -93,11 +83,15 @@ def build(cls: type[T], raw: Mapping[str, Any] | None, path: str = "") -> T:
         if _is_section(tp):
             if not isinstance(value, Mapping):
                 value = {"__shorthand__": value}
-            kwargs[key] = build(tp, _over_parent_default(tp, fields[key], value), where)
+            child = getattr(base, key) if base is not None else _field_default(fields[key])
+            kwargs[key] = build(tp, value, where, child if dataclasses.is_dataclass(child) else None)
         else:
             kwargs[key] = coerce(value, tp, where)
     if extra_field:
-        kwargs[extra_field] = extras
+        kwargs[extra_field] = {**(getattr(base, extra_field) if base is not None else {}), **extras}
+    if base is not None:
+        for name in fields:
+            kwargs.setdefault(name, getattr(base, name))
     try:
         obj = cls(**kwargs)
     except TypeError as e:  # a required field missing

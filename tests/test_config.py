@@ -89,3 +89,15 @@ def test_scientific_notation_is_a_number():
 
     assert parse_kv(["lr=1e-3", "a=2E5", "b=-1.5e-2", "c=1e", "d=e5"]) == {
         "lr": 1e-3, "a": 2e5, "b": -1.5e-2, "c": "1e", "d": "e5"}
+
+
+def test_section_shorthand_picks_a_fresh_base_below_a_parent_default():
+    """A parent's default section (vgg11 with its options) must not leak into another model."""
+    from pipeline.run import RunConfig
+
+    cfg = load_config(RunConfig, ["train.model=lenet", "train.model.activation=relu"])
+    assert cfg.train.model.name == "lenet" and cfg.train.model.options == {"activation": "relu"}
+    kept = load_config(RunConfig, ["train.model.width=0.5"])
+    assert kept.train.model.name == "vgg11"
+    assert kept.train.model.options == {"width": 0.5, "batch_norm": True}
+    assert kept.train.epochs == RunConfig().train.epochs
