@@ -1,0 +1,116 @@
+"""One Backend class per model file format, behind one small interface, chosen by suffix.
+
+A backend only loads a file and runs one batch: it takes the input tensor already in the
+model's own dtype (float32, or uint8/int8 after quantization) and returns the raw output
+tensor. Decoding, normalization, (de)quantization, softmax and top-k are shared code in
+serving.preprocess / serving.postprocess, so every format answers the same way.
+
+The suffix map names modules, not classes, so loading a .tflite file never imports
+onnxruntime, Keras or TensorFlow.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from serving.metadata import ArtifactError
+
+# suffix -> (module, class)
+BACKENDS: dict[str, tuple[str, str]] = {
+    ".tflite": ("serving.backends.tflite", "TFLiteBackend"),
+    ".onnx": ("serving.backends.onnx", "OnnxBackend"),
+    ".keras": ("serving.backends.keras", "KerasBackend"),
+}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """What a model tensor is: name, numpy dtype name, shape (None = dynamic) and, for
+    uint8/int8 tensors, the affine quantization real = (q - zero_point) * scale."""
+    name: str
+    dtype: str
+    shape: tuple[int | None, ...]
+    scale: float | None = None
+    zero_point: int | None = None
+
+    @property
+    def quantized(self) -> bool:
+        return self.dtype in ("uint8", "int8")
+
+    def to_dict(self) -> dict[str, Any]:
+        from serving.metadata import tensor_spec
+
+        return tensor_spec(self.name, self.dtype, list(self.shape), self.scale, self.zero_point)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TensorSpec:
+        return cls(name=str(d.get("name") or ""), dtype=str(d["dtype"]),
+                   shape=tuple(None if v is None or v < 0 else int(v) for v in d["shape"]),
+                   scale=d.get("scale"), zero_point=d.get("zero_point"))
+
+
+class Backend(ABC):
+    """Load a model (path or bytes) and run batches of its raw input tensor."""
+
+    name: str = ""             # "tflite" | "onnx" | "keras"
+    input: TensorSpec
+    output: TensorSpec
+    max_batch: int | None = None   # None: any batch in one call; 1: one image per call
+    threads: int | None = None     # threads actually used (None: the library decides)
+
+    def __init__(self) -> None:
+        self.last_invoke_s = 0.0   # time inside the library's run call(s) of the last run()
+
+    @abstractmethod
+    def _invoke(self, x: np.ndarray) -> np.ndarray:
+        """x: (n, H, W, C) in input.dtype with n <= max_batch -> raw output (n, K)."""
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Raw input batch (N, H, W, C) -> raw output (N, K), split to max_batch as needed.
+        Records the time spent in the library call(s) in last_invoke_s."""
+        step = self.max_batch or len(x)
+        outs, spent = [], 0.0
+        for i in range(0, len(x), max(step, 1)):
+            t0 = time.perf_counter()
+            outs.append(self._invoke(x[i:i + step]))
+            spent += time.perf_counter() - t0
+        self.last_invoke_s = spent
+        return outs[0] if len(outs) == 1 else np.concatenate(outs, axis=0)
+
+
+def backend_class(suffix: str) -> type[Backend]:
+    suffix = suffix.lower()
+    if suffix not in BACKENDS:
+        raise ArtifactError(f"unsupported model file suffix {suffix or '(none)'!r} "
+                            f"(supported: {', '.join(sorted(BACKENDS))})")
+    module, cls = BACKENDS[suffix]
+    return getattr(importlib.import_module(module), cls)
+
+
+def backend_for(path: str | os.PathLike, suffix: str | None = None) -> type[Backend]:
+    """The Backend class for `path` by its suffix; ArtifactError('<path>: ...') if unsupported."""
+    try:
+        return backend_class(suffix or Path(path).suffix)
+    except ArtifactError as e:
+        raise ArtifactError(f"{path}: {e}") from None
+
+
+def open_backend(source: str | os.PathLike | bytes, *, suffix: str | None = None,
+                 threads: int | None = None) -> Backend:
+    """The backend for a file (by its suffix) or for in-memory bytes (suffix required)."""
+    if isinstance(source, (bytes, bytearray)):
+        if suffix is None:
+            raise ValueError("open_backend(bytes) needs suffix='.tflite' or '.onnx'")
+        return backend_class(suffix)(bytes(source), threads=threads)
+    path = Path(source)
+    cls = backend_for(path, suffix)
+    if not path.is_file():
+        raise ArtifactError(f"{path}: no such model file")
+    return cls(path, threads=threads)

@@ -1,0 +1,59 @@
+"""ONNX backend: onnxruntime's CPU InferenceSession. No TensorFlow import.
+
+The batch dimension of Keras-exported ONNX models is usually dynamic, so a whole batch runs
+in one call. ONNX tensors carry no quantization parameters at the graph boundary (QDQ models
+keep float I/O), so a uint8/int8 input's scale comes from the artifact metadata.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from serving.backends import Backend, TensorSpec
+from serving.metadata import ArtifactError
+
+# onnxruntime's type strings -> numpy dtype names
+ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16",
+             "tensor(uint8)": "uint8", "tensor(int8)": "int8"}
+
+
+def _spec(arg: Any, where: str) -> TensorSpec:
+    if arg.type not in ORT_TYPES:
+        raise ArtifactError(f"{where}: tensor {arg.name!r} has type {arg.type}; supported: "
+                            f"{', '.join(ORT_TYPES)}")
+    shape = tuple(d if isinstance(d, int) and d > 0 else None for d in arg.shape)
+    return TensorSpec(name=arg.name, dtype=ORT_TYPES[arg.type], shape=shape)
+
+
+class OnnxBackend(Backend):
+    name = "onnx"
+
+    def __init__(self, source: str | os.PathLike | bytes, *, threads: int | None = None) -> None:
+        super().__init__()
+        import onnxruntime as ort
+
+        where = "<onnx bytes>" if isinstance(source, bytes) else str(source)
+        opts = ort.SessionOptions()
+        self.threads = 1 if threads is None else int(threads)
+        opts.intra_op_num_threads = self.threads
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(
+                source if isinstance(source, bytes) else str(source), sess_options=opts,
+                providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise ArtifactError(f"{where}: onnxruntime cannot load this model "
+                                f"({type(e).__name__}: {e})") from None
+        ins, outs = self._session.get_inputs(), self._session.get_outputs()
+        if len(ins) != 1 or len(outs) != 1:
+            raise ArtifactError(f"{where}: expected one input and one output tensor, "
+                                f"got {len(ins)} and {len(outs)}")
+        self.input, self.output = _spec(ins[0], where), _spec(outs[0], where)
+        fixed = self.input.shape[0] if self.input.shape else None
+        self.max_batch = fixed  # None (dynamic) or the fixed batch size
+
+    def _invoke(self, x: np.ndarray) -> np.ndarray:
+        return self._session.run([self.output.name], {self.input.name: x})[0]

@@ -1,0 +1,258 @@
+"""Artifact metadata: the JSON document every exported model file carries about itself.
+
+One document (schema SCHEMA) says what format the file is, its data contract (labels, input
+size, normalization), the dtype/shape/quantization of its input and output tensors, how it was
+quantized, which `.keras` file it came from (sha256) and what produced it. It lives:
+  - TFLite: in the flatbuffer's own `metadata` table, entry METADATA_KEY, whose buffer holds the
+    UTF-8 JSON (read with the schema bindings that ship with ai_edge_litert - no TensorFlow);
+  - ONNX: in `ModelProto.metadata_props`, key METADATA_KEY;
+  - .keras: nothing embedded - the DataContract inside the zip is enough, and read_metadata
+    synthesises the same document from it (format "keras", float32 in and out).
+This module is the only place that knows the layout; export writes with it, serving reads.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from models.contract import ContractError, DataContract
+
+METADATA_KEY = "cnn_pipeline"
+SCHEMA = "cnn-pipeline/artifact/v1"
+PRODUCER = "cnn-mobile-pipeline"
+PRODUCER_VERSION = "0.1.0"
+TFLITE_IDENTIFIER = b"TFL3"
+DTYPES = ("float32", "float16", "uint8", "int8")
+REQUIRED = ("schema", "format", "contract", "input", "output")
+
+
+class ArtifactError(ValueError):
+    """A model file (or manifest) that is missing, damaged or does not describe itself;
+    str() is '<file>: <problem>'."""
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def producer() -> dict[str, Any]:
+    """Who wrote the file; versions come from package metadata (no TensorFlow import)."""
+    return {"name": PRODUCER, "version": PRODUCER_VERSION,
+            "tensorflow": _version("tensorflow"), "keras": _version("keras")}
+
+
+def tensor_spec(name: str, dtype: str, shape: list[int | None], scale: float | None = None,
+                zero_point: int | None = None) -> dict[str, Any]:
+    """The "input"/"output" entry; scale/zero_point only for uint8/int8 tensors."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    quantized = dtype in ("uint8", "int8")
+    return {"name": name, "dtype": dtype, "shape": [None if d is None or d < 0 else int(d) for d in shape],
+            "scale": float(scale) if quantized and scale is not None else None,
+            "zero_point": int(zero_point) if quantized and zero_point is not None else None}
+
+
+def build_metadata(*, format: str, contract: DataContract | Mapping[str, Any],
+                   input: Mapping[str, Any], output: Mapping[str, Any],
+                   quantization: Mapping[str, Any] | None = None,
+                   source: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Assemble a schema-v1 document (what the exporter embeds); validated before returning."""
+    contract_dict = contract.to_dict() if isinstance(contract, DataContract) else dict(contract)
+    meta = {
+        "schema": SCHEMA, "format": format, "contract": contract_dict,
+        "input": dict(input), "output": dict(output),
+        "quantization": dict(quantization or {"weights": "float32", "activations": "float32",
+                                              "calibration": None}),
+        "source": dict(source or {"model": None, "sha256": None, "config": None}),
+        "producer": producer(),
+    }
+    return validate_metadata(meta, "<new metadata>")
+
+
+def validate_metadata(meta: Any, where: str) -> dict[str, Any]:
+    """Check the document's shape; raise ArtifactError('<where>: ...') on the first problem."""
+    if not isinstance(meta, dict):
+        raise ArtifactError(f"{where}: artifact metadata is not a JSON object")
+    if meta.get("schema") != SCHEMA:
+        raise ArtifactError(f"{where}: artifact metadata schema {meta.get('schema')!r} is not "
+                            f"supported (this runtime reads {SCHEMA!r})")
+    missing = [k for k in REQUIRED if k not in meta]
+    if missing:
+        raise ArtifactError(f"{where}: artifact metadata lacks {', '.join(missing)}")
+    try:
+        DataContract.from_dict(meta["contract"])
+    except (ContractError, TypeError, AttributeError) as e:
+        raise ArtifactError(f"{where}: artifact metadata has a bad contract: {e}") from None
+    for side in ("input", "output"):
+        spec = meta[side]
+        if not isinstance(spec, dict) or spec.get("dtype") not in DTYPES or not isinstance(
+                spec.get("shape"), list):
+            raise ArtifactError(f"{where}: artifact metadata {side!r} needs dtype (one of "
+                                f"{', '.join(DTYPES)}) and shape, got {spec!r}")
+        if spec["dtype"] in ("uint8", "int8") and not spec.get("scale"):
+            raise ArtifactError(f"{where}: {side} is {spec['dtype']} but has no quantization scale")
+    return meta
+
+
+def _decode(raw: bytes, where: str) -> dict[str, Any]:
+    try:
+        meta = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ArtifactError(f"{where}: artifact metadata {METADATA_KEY!r} is not valid JSON ({e})") from None
+    return validate_metadata(meta, where)
+
+
+def _encode(meta: Mapping[str, Any]) -> bytes:
+    validate_metadata(dict(meta), "<metadata to embed>")
+    return json.dumps(meta, sort_keys=False).encode("utf-8")
+
+
+def _load_bytes(path_or_bytes: str | os.PathLike | bytes) -> tuple[bytes, str]:
+    if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
+        return bytes(path_or_bytes), "<tflite bytes>"
+    path = Path(path_or_bytes)
+    if not path.is_file():
+        raise ArtifactError(f"{path}: no such model file")
+    return path.read_bytes(), str(path)
+
+
+# --- TFLite ------------------------------------------------------------------------------
+
+def _tflite_root(buf: bytes, where: str) -> Any:
+    from ai_edge_litert import schema_py_generated as fb
+
+    if len(buf) < 8 or buf[4:8] != TFLITE_IDENTIFIER:
+        raise ArtifactError(f"{where}: not a TFLite flatbuffer (no {TFLITE_IDENTIFIER.decode()} identifier)")
+    return fb.Model.GetRootAs(buf, 0)
+
+
+def read_tflite_metadata(path_or_bytes: str | os.PathLike | bytes) -> dict[str, Any] | None:
+    """The embedded document, or None when the file has no METADATA_KEY entry."""
+    buf, where = _load_bytes(path_or_bytes)
+    try:
+        model = _tflite_root(buf, where)
+        for i in range(model.MetadataLength()):
+            entry = model.Metadata(i)
+            if (entry.Name() or b"").decode("utf-8", "replace") != METADATA_KEY:
+                continue
+            buffer = model.Buffers(entry.Buffer())
+            if buffer.Offset() > 1:  # data stored after the flatbuffer (large-model layout)
+                raw = buf[buffer.Offset(): buffer.Offset() + buffer.Size()]
+            else:
+                raw = buffer.DataAsNumpy().tobytes() if buffer.DataLength() else b""
+            return _decode(raw, where)
+    except ArtifactError:
+        raise
+    except Exception as e:  # a flatbuffer with bad offsets raises struct/index errors
+        raise ArtifactError(f"{where}: damaged TFLite flatbuffer ({type(e).__name__}: {e})") from None
+    return None
+
+
+def embed_tflite_metadata(tflite_bytes: bytes, meta: Mapping[str, Any]) -> bytes:
+    """Return the flatbuffer with `meta` stored under METADATA_KEY (an old entry is replaced).
+
+    Every other table (graph, weights, signatures, other metadata) is repacked unchanged."""
+    import flatbuffers
+    import numpy as np
+    from ai_edge_litert import schema_py_generated as fb
+
+    payload = _encode(meta)
+    _tflite_root(tflite_bytes, "<tflite bytes>")
+    model = fb.ModelT.InitFromPackedBuf(bytearray(tflite_bytes), 0)
+    if any(b is not None and b.offset > 1 for b in model.buffers or []):
+        raise ArtifactError("<tflite bytes>: buffers stored outside the flatbuffer (models over "
+                            "2 GB) are not supported for metadata embedding")
+    kept = [m for m in (model.metadata or []) if (m.name or b"") not in (METADATA_KEY, METADATA_KEY.encode())]
+    buffer = fb.BufferT()
+    buffer.data = np.frombuffer(payload, dtype=np.uint8)  # ndarray: packed in one copy
+    model.buffers = list(model.buffers or []) + [buffer]
+    entry = fb.MetadataT()
+    entry.name = METADATA_KEY
+    entry.buffer = len(model.buffers) - 1
+    model.metadata = kept + [entry]
+    builder = flatbuffers.Builder(len(tflite_bytes) + len(payload) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=TFLITE_IDENTIFIER)
+    return bytes(builder.Output())
+
+
+# --- ONNX --------------------------------------------------------------------------------
+
+def embed_onnx_metadata(onnx_model_proto: Any, meta: Mapping[str, Any]) -> None:
+    """Store `meta` in the ModelProto's metadata_props under METADATA_KEY (in place)."""
+    payload = _encode(meta).decode("utf-8")
+    props = onnx_model_proto.metadata_props
+    for i in reversed(range(len(props))):
+        if props[i].key == METADATA_KEY:
+            del props[i]
+    props.add(key=METADATA_KEY, value=payload)
+
+
+def read_onnx_metadata(path: str | os.PathLike | bytes) -> dict[str, Any] | None:
+    """The embedded document, or None when metadata_props has no METADATA_KEY."""
+    import onnx
+
+    buf, where = _load_bytes(path)
+    try:
+        proto = onnx.load_model_from_string(buf)
+    except Exception as e:  # protobuf DecodeError and friends
+        raise ArtifactError(f"{where}: not a readable ONNX model ({type(e).__name__}: {e})") from None
+    for prop in proto.metadata_props:
+        if prop.key == METADATA_KEY:
+            return _decode(prop.value.encode("utf-8"), where)
+    return None
+
+
+# --- any file ----------------------------------------------------------------------------
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def keras_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The document a .keras file would carry, synthesised from its DataContract."""
+    from models.io import ModelFileError, read_contract
+
+    path = Path(path)
+    try:
+        contract = read_contract(path)
+    except ModelFileError as e:
+        raise ArtifactError(str(e)) from None
+    h, w, c = contract.input_shape
+    meta = build_metadata(
+        format="keras", contract=contract,
+        input=tensor_spec("image", "float32", [None, h, w, c]),
+        output=tensor_spec("probs", "float32", [None, contract.num_classes]),
+        source={"model": path.name, "sha256": sha256_file(path), "config": None})
+    meta["producer"] = {**meta["producer"], "synthesised": True}
+    return meta
+
+
+READERS = {".tflite": read_tflite_metadata, ".onnx": read_onnx_metadata}
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The artifact document of any supported file; ArtifactError if absent or broken."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".keras":
+        return keras_metadata(path)
+    if suffix not in READERS:
+        raise ArtifactError(f"{path}: unsupported model file suffix {suffix or '(none)'!r} "
+                            f"(supported: {', '.join(sorted([*READERS, '.keras']))})")
+    meta = READERS[suffix](path)
+    if meta is None:
+        raise ArtifactError(f"{path}: has no {METADATA_KEY!r} artifact metadata (export it with "
+                            "`python -m pipeline export`, or embed one with serving.metadata)")
+    return meta

@@ -1,0 +1,139 @@
+"""The serving runtime: `serving.load(path)` -> a Runner that predicts and classifies.
+
+    runner = serving.load("export/model_int8.tflite")     # checks manifest.json beside it
+    probs = runner.predict(images)                        # uint8 (N, H, W, C) -> (N, K)
+    results = runner.classify(["cat.jpg"], topk=3)        # decode + predict + labels
+
+Loading reads the artifact metadata (serving.metadata), verifies the file against the
+manifest (serving.manifest), opens the backend chosen by the file suffix
+(serving.backends.BACKENDS) and checks that the file's real tensors agree with what its
+metadata claims, so a mislabelled file fails at load time instead of answering wrongly.
+"""
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.contract import DataContract
+from serving import postprocess, preprocess
+from serving.backends import Backend, TensorSpec, backend_for, open_backend
+from serving.manifest import find_entry, read_manifest, verify_file
+from serving.metadata import ArtifactError, read_metadata
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One classified image."""
+    file: str
+    label: str
+    score: float
+    topk: list[tuple[str, float]] = field(default_factory=list)
+    latency_ms: float = 0.0   # decode + preprocess + model + postprocess for this image
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "label": self.label, "score": self.score,
+                "topk": [[label, p] for label, p in self.topk], "latency_ms": self.latency_ms}
+
+
+def _merge(actual: TensorSpec, claimed: dict[str, Any], side: str, where: str) -> TensorSpec:
+    """The file's real tensor, with scale/zero_point from the metadata where the format has
+    none (ONNX); a dtype or shape that disagrees with the metadata is an error."""
+    meta = TensorSpec.from_dict(claimed)
+    if actual.dtype != meta.dtype:
+        raise ArtifactError(f"{where}: metadata says the {side} is {meta.dtype} but the model's "
+                            f"tensor is {actual.dtype}")
+    if actual.shape[1:] != meta.shape[1:] and None not in actual.shape[1:]:
+        raise ArtifactError(f"{where}: metadata says the {side} shape is {list(meta.shape)} but "
+                            f"the model's tensor is {list(actual.shape)}")
+    if actual.quantized and actual.scale is None:
+        return replace(actual, scale=meta.scale, zero_point=meta.zero_point)
+    return actual
+
+
+class Runner:
+    """A loaded model file with its contract, metadata and backend."""
+
+    def __init__(self, path: Path, metadata: dict[str, Any], backend: Backend,
+                 manifest: dict[str, Any] | None = None) -> None:
+        self.path = path
+        self.metadata = metadata
+        self.contract = DataContract.from_dict(metadata["contract"])
+        self.format: str = metadata["format"]
+        self.backend = backend
+        self.manifest = manifest
+        where = str(path)
+        self.input = _merge(backend.input, metadata["input"], "input", where)
+        self.output = _merge(backend.output, metadata["output"], "output", where)
+        if tuple(self.input.shape[1:]) != tuple(self.contract.input_shape):
+            raise ArtifactError(f"{where}: model input {list(self.input.shape)} does not match the "
+                                f"contract's input_shape {list(self.contract.input_shape)} (NHWC)")
+        if self.output.shape[-1] not in (None, self.contract.num_classes):
+            raise ArtifactError(f"{where}: model output {list(self.output.shape)} does not match the "
+                                f"contract's {self.contract.num_classes} labels")
+
+    def __repr__(self) -> str:
+        return (f"Runner({str(self.path)!r}, format={self.format!r}, backend={self.backend.name!r}, "
+                f"input={self.input.dtype}{list(self.input.shape)})")
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.contract.labels
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """Pixels uint8 (N, H, W, C) (or one (H, W, C)) at the contract size -> float32
+        probabilities (N, K)."""
+        x = preprocess.to_input(images, self.contract, self.input)
+        raw = self.backend.run(x)
+        return postprocess.to_probabilities(raw, self.contract, self.output)
+
+    def classify(self, sources: Iterable[preprocess.Source], topk: int = 5) -> list[Prediction]:
+        """Decode each image (path, bytes or file object), predict one at a time and label it.
+        A bad image raises serving.images.ImageError naming it."""
+        results = []
+        for i, source in enumerate(sources):
+            t0 = time.perf_counter()
+            probs = self.predict(preprocess.load_images([source], self.contract))[0]
+            best = postprocess.topk(probs, self.labels, topk)
+            name = str(source) if isinstance(source, (str, os.PathLike)) else (
+                getattr(source, "name", None) or f"<image {i}>")
+            results.append(Prediction(file=name, label=best[0][0], score=best[0][1], topk=best,
+                                      latency_ms=(time.perf_counter() - t0) * 1e3))
+        return results
+
+
+def _check_manifest(path: Path, manifest: Any) -> dict[str, Any] | None:
+    """manifest="auto": manifest.json beside the file, if any, and only if it lists the file;
+    a path: that manifest, which must list the file; None/False: no check."""
+    if manifest is None or manifest is False:
+        return None
+    auto = isinstance(manifest, str) and manifest == "auto"
+    found = read_manifest(path.parent if auto else Path(manifest))
+    if found is None:
+        if auto:
+            return None
+        raise ArtifactError(f"{manifest}: no such manifest")
+    if auto and find_entry(found, path.name) is None:
+        return None
+    verify_file(path, found)
+    return found
+
+
+def load(path: str | os.PathLike, *, manifest: str | os.PathLike | None = "auto",
+         threads: int | None = None) -> Runner:
+    """Open a .tflite, .onnx or .keras file for serving (see module docstring).
+
+    threads: intra-op threads for TFLite/ONNX (default 1; Keras ignores it)."""
+    path = Path(path)
+    backend_for(path)   # an unknown suffix fails first, listing the supported ones
+    if not path.is_file():
+        raise ArtifactError(f"{path}: no such model file")
+    checked = _check_manifest(path, manifest)
+    metadata = read_metadata(path)
+    backend = open_backend(path, threads=threads)
+    return Runner(path, metadata, backend, checked)
