@@ -16,7 +16,17 @@ from models.options import OptionError, suggest  # noqa: E402
 
 # name: (module, config class, function, help)
 COMMANDS: dict[str, tuple[str, str, str, str]] = {
+    "augment-preview": ("pipeline.augment_preview", "PreviewConfig", "augment_preview",
+                        "write a PNG grid of training images and augmented versions of them"),
+    "export": ("pipeline.export", "ExportConfig", "export",
+               "export a run to TFLite/ONNX, gate each file against Keras, write a manifest"),
 }
+
+
+def _is_domain_error(e: BaseException) -> bool:
+    """Errors defined by this project (ModelFileError, ExportError, ...) carry one-line
+    messages meant for the user; a ValueError from a library is a bug and keeps its traceback."""
+    return type(e).__module__.split(".")[0] in ("models", "pipeline", "serving")
 
 
 def _help_epilog(config_cls: type) -> str:
@@ -51,12 +61,20 @@ def main(argv: list[str] | None = None) -> int:
     mod = importlib.import_module(module)
     from pipeline.config import load_config
 
+    cfg_cls = getattr(mod, cfg_name)
+    positional = getattr(cfg_cls, "POSITIONAL", None)  # `report runs/r1` = `report run=runs/r1`
+    options = [f"{positional}={a}" if positional and "=" not in a else a for a in args.options]
     try:
-        cfg = load_config(getattr(mod, cfg_name), args.options, args.config)
+        cfg = load_config(cfg_cls, options, args.config)
         getattr(mod, fn_name)(cfg)
     except OptionError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except ValueError as e:
+        if not _is_domain_error(e):
+            raise
+        print(f"error: {e}", file=sys.stderr)  # a file/model/data problem: one line, no traceback
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

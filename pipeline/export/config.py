@@ -1,0 +1,75 @@
+"""The typed config of `python -m pipeline export` (and `pipeline.export.export(cfg)`).
+
+    python -m pipeline export model=runs/r1 formats=tflite_fp32,tflite_int8,onnx io=uint8
+           gate.tflite_int8=0.98 out=dist/r1
+
+Format options (io, opset, calib_samples) are None when not given, so the export table
+(formats.py) can tell "set by the user" from "the format's default" and refuse an option
+that none of the requested formats takes. All of it is checked in validate(), i.e. before
+any file is touched or TensorFlow is imported.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import ClassVar, Literal
+
+from models.options import OptionError
+from pipeline.export.formats import FORMATS, check_request
+
+ALL_FORMATS = tuple(FORMATS)
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """Parity gate: minimum top-1 agreement with the Keras model per format (0..1), and the
+    largest accuracy drop (0.02 = 2 points) allowed for lossy (quantized) formats."""
+    tflite_fp32: float = 0.995
+    tflite_fp16: float = 0.99
+    tflite_dynamic: float = 0.97
+    tflite_int8: float = 0.97
+    onnx: float = 0.995
+    max_accuracy_drop: float = 0.02
+    max_abs_diff: float | None = None   # optional bound on |p_artifact - p_keras|, every format
+    samples: int = 0                    # held-out images compared; 0 = the whole test split
+
+    def min_agreement(self, fmt: str) -> float:
+        return float(getattr(self, fmt))
+
+    def validate(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in FORMATS and not 0.0 <= value <= 1.0:
+                raise OptionError(f"gate.{f.name}: top-1 agreement must be in 0..1, got {value}")
+        if not 0.0 <= self.max_accuracy_drop <= 1.0:
+            raise OptionError(f"gate.max_accuracy_drop: must be in 0..1 (0.02 = 2 points), "
+                              f"got {self.max_accuracy_drop}")
+        if self.max_abs_diff is not None and self.max_abs_diff < 0:
+            raise OptionError(f"gate.max_abs_diff: must be >= 0, got {self.max_abs_diff}")
+        if self.samples < 0:
+            raise OptionError(f"gate.samples: must be >= 0, got {self.samples}")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """Export a trained model to every requested format, gate each file, write a manifest."""
+    POSITIONAL: ClassVar[str] = "model"     # `python -m pipeline export runs/r1`
+    model: str = ""                         # run dir (model.keras + config.yaml) or a .keras file
+    formats: tuple[str, ...] = ALL_FORMATS
+    calib: str = ""          # data for calibration and the parity test split: digits|shapes|folder;
+                             # default: the `data:` section of the run's config.yaml
+    io: Literal["float", "uint8", "int8"] | None = None   # tflite_int8 input/output dtype
+    opset: int | None = None                               # onnx opset
+    calib_samples: int | None = None                       # tflite_int8 calibration images
+    out: str = ""            # default: <run dir>/export
+    seed: int = 0            # which training images calibrate, which test images are compared
+    verbose: bool = True
+    gate: GateConfig = field(default_factory=GateConfig)
+
+    def format_options(self) -> dict[str, object]:
+        """Options as given (None = not set), keyed like formats.OPTIONS."""
+        return {"io": self.io, "opset": self.opset, "calib_samples": self.calib_samples}
+
+    def validate(self) -> None:
+        if not self.model:
+            raise OptionError("model: give a run dir or a .keras file (model=runs/r1)")
+        check_request(self.formats, self.format_options())

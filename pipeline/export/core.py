@@ -1,0 +1,186 @@
+"""`export(cfg)`: model -> every requested file format, each gated, then published at once.
+
+Steps (nothing is written to the output folder until the last one):
+  1. validate the request against the export table, resolve the run and its data (no TF);
+  2. sample calibration images (training split) and the held-out test split;
+  3. a worker process (pipeline.export.worker) loads the Keras model, computes its reference
+     probabilities and converts every format into a hidden staging folder beside `out`;
+  4. the parity gate runs every file through `serving` and compares it with Keras;
+  5. manifest.json + export_config.yaml are written, then the staging folder is renamed onto
+     `out` (a previous export there is replaced only now).
+Any failure - bad option, converter error or crash, failed gate, Ctrl-C - deletes the staging
+folder, so a run leaves either a complete, gated export or nothing.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from models.options import OptionError
+from pipeline.config import save_config
+from pipeline.export.config import ExportConfig
+from pipeline.export.errors import ExportError, GateError
+from pipeline.export.formats import FORMATS, check_request
+from pipeline.export.parity import check_artifact
+from pipeline.export.sources import Run, load_images, resolve_run
+
+CONFIG_NAME = "export_config.yaml"
+_ROOT = Path(__file__).resolve().parents[2]   # the project root, for the worker's imports
+
+
+@dataclass
+class ExportResult:
+    out_dir: Path
+    manifest: Path
+    artifacts: list[dict[str, Any]]    # the manifest rows (file, format, sha256, size, parity)
+
+
+def resolve_out(cfg: ExportConfig, run: Run) -> Path:
+    out = Path(cfg.out).expanduser() if cfg.out else (run.run_dir or run.model_path.parent) / "export"
+    if out.exists() and not out.is_dir():
+        raise OptionError(f"out={out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / "manifest.json").is_file():
+        raise OptionError(f"out={out}: folder exists and is not an export (no manifest.json); "
+                          "choose another out= or empty it")
+    return out
+
+
+def _worker_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_ROOT), env.get("PYTHONPATH")) if p)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    return env
+
+
+def _crash_message(rc: int, fmt: str | None, log: Path) -> str:
+    what = f"killed by {signal.Signals(-rc).name}" if rc < 0 else f"exit status {rc}"
+    lines = [s.strip() for s in log.read_text(errors="replace").splitlines() if s.strip()]
+    hint = next((s for s in reversed(lines) if "error" in s.lower()), lines[-1] if lines else "")
+    stage = fmt or "loading the model"
+    return f"{stage}: the converter process died ({what}){f'; last error: {hint[:200]}' if hint else ''}"
+
+
+def run_worker(job: dict[str, Any], scratch: Path, verbose: bool) -> None:
+    """Run the conversion worker on `job`; raise ExportError on any failure or crash."""
+    job_path = scratch / "job.json"
+    job_path.write_text(json.dumps(job))
+    log = scratch / "worker.log"
+    bar = tqdm(total=len(job["items"]), desc="export", unit="file", disable=not verbose)
+    current, error = None, None
+    with open(log, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline.export.worker", str(job_path)],
+                                stdout=subprocess.PIPE, stderr=err, text=True, env=_worker_env(),
+                                cwd=str(_ROOT))
+        try:
+            for line in proc.stdout:  # type: ignore[union-attr]
+                try:
+                    event = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if event["event"] == "start":
+                    current = event["format"]
+                    bar.set_postfix_str(current)
+                elif event["event"] == "done":
+                    bar.update(1)
+                elif event["event"] == "error":
+                    error = event["message"]
+            rc = proc.wait()
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        finally:
+            bar.close()
+    if error:
+        raise ExportError(error)
+    if rc != 0:
+        raise ExportError(_crash_message(rc, current, log))
+
+
+def _publish(staging: Path, out: Path) -> None:
+    """Swap the finished staging folder onto `out` with renames (same parent folder)."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+    os.replace(staging, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _summary(rows: list[dict[str, Any]]) -> str:
+    lines = [f"{'file':<30}{'size KB':>10}{'agree':>8}{'acc':>8}{'keras':>8}{'max|dp|':>10}"]
+    for r in rows:
+        p = r["parity"]
+        lines.append(f"{r['file']:<30}{r['size_bytes'] / 1024:>10.1f}{p['top1_agreement']:>8.3f}"
+                     f"{p['accuracy']:>8.3f}{p['accuracy_keras']:>8.3f}{p['max_abs_diff']:>10.2g}")
+    return "\n".join(lines)
+
+
+def export(cfg: ExportConfig) -> ExportResult:
+    """Export cfg.model to cfg.formats under the parity gate; see the module docstring."""
+    from serving.manifest import sha256_file, write_manifest
+
+    cfg.validate()
+    specs = check_request(cfg.formats, cfg.format_options())
+    run = resolve_run(cfg.model, cfg.calib)
+    out = resolve_out(cfg, run)
+    given = cfg.format_options()
+    items = [{"format": s.name, "file": s.filename(s.resolved_options(given)),
+              "options": s.resolved_options(given)} for s in specs]
+    n_calib = max((i["options"]["calib_samples"] for i in items if FORMATS[i["format"]].calibrated),
+                  default=0)
+    images = load_images(run, calib_samples=n_calib, test_samples=cfg.gate.samples, seed=cfg.seed)
+    source = {"model": run.model_path.name, "sha256": sha256_file(run.model_path),
+              "config": run.config}
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
+    scratch = Path(tempfile.mkdtemp(prefix="cnn-export-"))
+    try:
+        job = {"model": str(run.model_path.resolve()), "workdir": str(staging), "items": items,
+               "source": source, "test": str(scratch / "test.npy"),
+               "reference": str(scratch / "reference.npy"), "calibration": None,
+               "calibration_info": images.calibration_info if n_calib else None}
+        np.save(job["test"], images.test)
+        if images.calibration is not None:
+            job["calibration"] = str(scratch / "calibration.npy")
+            np.save(job["calibration"], images.calibration)
+        run_worker(job, scratch, cfg.verbose)
+        reference = np.load(job["reference"])
+
+        rows, failures = [], []
+        for item in tqdm(items, desc="parity", unit="file", disable=not cfg.verbose):
+            spec = FORMATS[item["format"]]
+            parity = check_artifact(staging / item["file"], spec, images.test, images.test_labels,
+                                    reference, cfg.gate)
+            parity["test_set"] = images.test_info
+            failures += [f"{spec.name} ({item['file']}): {r}" for r in parity["reasons"]]
+            rows.append({"file": item["file"], "format": spec.name, "options": item["options"],
+                         "parity": parity})
+        if failures:
+            raise GateError(failures)
+        manifest = write_manifest(staging, {**source, "path": str(run.model_path)}, rows)
+        save_config(cfg, staging / CONFIG_NAME)
+        rows = json.loads(manifest.read_text())["artifacts"]
+        _publish(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if cfg.verbose:
+        print(_summary(rows))
+        print(f"wrote {len(rows)} files, manifest.json and {CONFIG_NAME} to {out}")
+    return ExportResult(out, out / "manifest.json", rows)

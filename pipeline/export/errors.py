@@ -1,0 +1,22 @@
+"""Errors of the export stage; each message is one line for the user (the CLI prints it)."""
+from __future__ import annotations
+
+
+class ExportError(ValueError):
+    """A conversion or export step that failed; nothing of the run is left on disk."""
+
+
+class GateError(ExportError):
+    """The parity gate failed; `failures` holds one line per failing artifact."""
+
+    def __init__(self, failures: list[str]) -> None:
+        self.failures = list(failures)
+        super().__init__("parity gate failed, no artifact written:\n  " + "\n  ".join(self.failures))
+
+
+def first_line(e: BaseException) -> str:
+    """The most useful line of a converter's (often multi-page) error message."""
+    lines = [s.strip() for s in str(e).splitlines() if s.strip()]
+    # TF's converter errors carry the useful "error: ..." line somewhere in the middle
+    useful = [s for s in lines if "error:" in s.lower()] or lines or [type(e).__name__]
+    return useful[0][:300]

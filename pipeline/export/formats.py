@@ -1,0 +1,129 @@
+"""The export table: one entry per file format/variant, with the options it takes.
+
+Every request is checked against this table BEFORE any work starts (Ultralytics' habit): an
+unknown format, or an option that none of the requested formats takes (io=uint8 with only
+onnx), is one clear OptionError with a did-you-mean. The converters live one module per
+format family (tflite.py, onnx.py); `family` names that module.
+
+Quantization variants (TensorFlow Lite post-training quantization guide):
+  tflite_fp32     float32 weights and activations (reference conversion)
+  tflite_fp16     float16 weights, float32 activations (weights dequantized at load)
+  tflite_dynamic  int8 weights, float activations (dynamic range: activations quantized on
+                  the fly inside the kernels that support it)
+  tflite_int8     int8 weights AND activations, TFLITE_BUILTINS_INT8 only, calibrated on a
+                  representative sample of the training data; io = float keeps float32
+                  input/output (QUANTIZE/DEQUANTIZE at the boundary), uint8/int8 makes the
+                  file's input and output integer (scale/zero_point in its metadata)
+  onnx            float32, through tf2onnx, opset configurable
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from models.options import OptionError, suggest
+
+IO_TYPES = ("float", "uint8", "int8")
+OPSET_RANGE = (13, 18)  # 13: per-axis QuantizeLinear/Softmax semantics; 18: newest tf2onnx 1.17 knows
+
+
+@dataclass(frozen=True)
+class Option:
+    """A format option: CLI key, default, and a one-line help."""
+    name: str
+    default: Any
+    help: str
+
+
+OPTIONS: dict[str, Option] = {o.name: o for o in (
+    Option("io", "float", "tflite_int8 input/output dtype: float (quantize inside) | uint8 | int8"),
+    Option("opset", 17, f"ONNX opset, {OPSET_RANGE[0]}..{OPSET_RANGE[1]}"),
+    Option("calib_samples", 300, "tflite_int8: training images used for calibration"),
+)}
+
+
+@dataclass(frozen=True)
+class FormatSpec:
+    name: str
+    family: str                 # converter module: "tflite" | "onnx"
+    weights: str                # float32 | float16 | int8
+    activations: str            # float32 | int8
+    options: tuple[str, ...]    # keys of OPTIONS this format takes
+    calibrated: bool = False    # needs a representative dataset
+    lossy: bool = False         # the gate also checks the accuracy drop
+    help: str = ""
+
+    @property
+    def suffix(self) -> str:
+        return ".onnx" if self.family == "onnx" else ".tflite"
+
+    def filename(self, opts: Mapping[str, Any]) -> str:
+        """Truthful file name: model_int8.tflite has int8 activations; _uint8io marks integer I/O."""
+        if self.family == "onnx":
+            return "model.onnx"
+        variant = self.name.split("_", 1)[1]
+        io = opts.get("io", "float") if "io" in self.options else "float"
+        return f"model_{variant}{'' if io == 'float' else f'_{io}io'}.tflite"
+
+    def resolved_options(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """This format's options: given values where set, else the table defaults."""
+        return {k: given[k] if given.get(k) is not None else OPTIONS[k].default
+                for k in self.options}
+
+
+FORMATS: dict[str, FormatSpec] = {f.name: f for f in (
+    FormatSpec("tflite_fp32", "tflite", "float32", "float32", (),
+               help="TFLite, float32"),
+    FormatSpec("tflite_fp16", "tflite", "float16", "float32", (),
+               help="TFLite, float16 weights"),
+    FormatSpec("tflite_dynamic", "tflite", "int8", "float32", (), lossy=True,
+               help="TFLite dynamic range: int8 weights, float activations"),
+    FormatSpec("tflite_int8", "tflite", "int8", "int8", ("io", "calib_samples"),
+               calibrated=True, lossy=True,
+               help="TFLite full integer: int8 weights and activations, calibrated"),
+    FormatSpec("onnx", "onnx", "float32", "float32", ("opset",),
+               help="ONNX via tf2onnx, float32"),
+)}
+
+
+def get_format(name: str) -> FormatSpec:
+    try:
+        return FORMATS[name]
+    except KeyError:
+        raise OptionError(f"formats: unknown format {name!r}{suggest(name, FORMATS)}; "
+                          f"known: {', '.join(FORMATS)}") from None
+
+
+def check_request(formats: Iterable[str], given: Mapping[str, Any]) -> list[FormatSpec]:
+    """Validate formats and the options set explicitly (None = not set); return the specs."""
+    names = list(formats)
+    if not names:
+        raise OptionError(f"formats: give at least one of {', '.join(FORMATS)}")
+    specs = [get_format(n) for n in names]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise OptionError(f"formats: {', '.join(dupes)} listed twice")
+    for key, value in given.items():
+        if value is None:
+            continue
+        takers = [s.name for s in FORMATS.values() if key in s.options]
+        if not any(key in s.options for s in specs):
+            raise OptionError(f"{key}={value}: not an option of {', '.join(names)} "
+                              f"(only {', '.join(takers)} take{'s' if len(takers) == 1 else ''} it)")
+    io = given.get("io")
+    if io is not None and io not in IO_TYPES:
+        raise OptionError(f"io: {io!r} is not one of {', '.join(IO_TYPES)}{suggest(str(io), IO_TYPES)}")
+    opset = given.get("opset")
+    if opset is not None and not OPSET_RANGE[0] <= opset <= OPSET_RANGE[1]:
+        raise OptionError(f"opset: {opset} is outside the supported {OPSET_RANGE[0]}..{OPSET_RANGE[1]}")
+    samples = given.get("calib_samples")
+    if samples is not None and samples < 1:
+        raise OptionError(f"calib_samples: must be >= 1, got {samples}")
+    return specs
+
+
+def quantization_record(spec: FormatSpec, calibration: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The metadata's "quantization" block for this format."""
+    return {"weights": spec.weights, "activations": spec.activations,
+            "calibration": dict(calibration) if spec.calibrated and calibration else None}

@@ -1,0 +1,63 @@
+"""The parity gate: does the exported file answer like the Keras model it came from?
+
+Each artifact runs on held-out images (the test split) THROUGH `serving.load(...).predict`,
+i.e. with the runtime's own preprocessing and (de)quantization, exactly as a device would run
+it, and is compared with the Keras model's probabilities on the same uint8 pixels:
+  max/mean |p_artifact - p_keras|, top-1 agreement, accuracy of both, accuracy drop.
+A format passes when top-1 agreement >= gate.<format> and, for lossy (quantized) formats,
+the accuracy drop <= gate.max_accuracy_drop (and |dp| <= gate.max_abs_diff when set).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.export.formats import FormatSpec
+
+
+def compare(reference: np.ndarray, probs: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """reference, probs: float (N, K); labels: int (N,) -> the parity numbers."""
+    if reference.shape != probs.shape:
+        raise ValueError(f"artifact output {probs.shape} does not match Keras {reference.shape}")
+    diff = np.abs(probs.astype(np.float64) - reference.astype(np.float64))
+    ref_top, top = reference.argmax(1), probs.argmax(1)
+    acc_ref = float(np.mean(ref_top == labels))
+    acc = float(np.mean(top == labels))
+    return {"samples": int(len(labels)),
+            "max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()),
+            "top1_agreement": float(np.mean(ref_top == top)),
+            "accuracy_keras": acc_ref, "accuracy": acc, "accuracy_drop": acc_ref - acc}
+
+
+def judge(spec: FormatSpec, numbers: dict[str, Any], gate: Any) -> list[str]:
+    """One line per broken threshold (empty list = passed)."""
+    reasons = []
+    need = gate.min_agreement(spec.name)
+    if numbers["top1_agreement"] < need:
+        reasons.append(f"top-1 agreement {numbers['top1_agreement']:.4f} < {need:.4f}")
+    if spec.lossy and numbers["accuracy_drop"] > gate.max_accuracy_drop + 1e-12:
+        reasons.append(f"accuracy drop {100 * numbers['accuracy_drop']:.2f} points > "
+                       f"{100 * gate.max_accuracy_drop:.2f} (Keras {numbers['accuracy_keras']:.4f}, "
+                       f"file {numbers['accuracy']:.4f})")
+    if gate.max_abs_diff is not None and numbers["max_abs_diff"] > gate.max_abs_diff:
+        reasons.append(f"max |dp| {numbers['max_abs_diff']:.3g} > {gate.max_abs_diff:.3g}")
+    return reasons
+
+
+def check_artifact(path: Path, spec: FormatSpec, images: np.ndarray, labels: np.ndarray,
+                   reference: np.ndarray, gate: Any) -> dict[str, Any]:
+    """Run the file through serving on `images` (uint8 (N, H, W, C)) and judge it; returns the
+    manifest's "parity" record (numbers, thresholds, passed, reasons)."""
+    import serving
+
+    runner = serving.load(path, manifest=None, threads=1)
+    probs = runner.predict(images)
+    numbers = compare(reference, probs, labels)
+    reasons = judge(spec, numbers, gate)
+    return {**numbers,
+            "min_top1_agreement": gate.min_agreement(spec.name),
+            "max_accuracy_drop": gate.max_accuracy_drop if spec.lossy else None,
+            "max_abs_diff_allowed": gate.max_abs_diff,
+            "passed": not reasons, "reasons": reasons}

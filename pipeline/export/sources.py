@@ -1,0 +1,149 @@
+"""What an export starts from: the model file, its run config, and the images it needs.
+
+A run dir (written by `python -m pipeline train`) holds model.keras and config.yaml, whose
+`data:` section says where the training images came from. Calibration (tflite_int8) uses a
+seeded sample of the TRAINING split; the parity gate uses the TEST split (held out from
+training). `calib=<digits|shapes|folder>` replaces the run's data source, and is needed for a
+bare .keras file without a config.yaml beside it. Everything here is checked before any
+conversion starts, and nothing here imports TensorFlow.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from models.contract import DataContract
+from models.io import ModelFileError, read_contract
+from models.options import OptionError
+
+MODEL_FILE = "model.keras"
+RUN_CONFIG = "config.yaml"
+
+
+@dataclass
+class Run:
+    """A resolved export source."""
+    model_path: Path
+    run_dir: Path | None              # the folder holding model.keras and config.yaml, if any
+    config: dict[str, Any] | None     # the run's resolved config (config.yaml), if any
+    contract: DataContract
+    data: Any                         # pipeline.data.DataConfig
+
+
+def _read_run_config(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise OptionError(f"{path}: cannot read the run config ({str(e).splitlines()[0]})") from None
+    if not isinstance(loaded, dict):
+        raise OptionError(f"{path}: a run config must be a mapping")
+    return loaded
+
+
+def _data_config(raw: Any, where: str) -> Any:
+    from pipeline.config import build
+    from pipeline.data import DataConfig
+
+    try:
+        return build(DataConfig, raw if isinstance(raw, dict) else {"source": raw}, "data")
+    except OptionError as e:
+        raise OptionError(f"{where}: {e}") from None
+
+
+def resolve_run(model: str, calib: str = "") -> Run:
+    """model: a run dir or a .keras file; calib: a data source overriding the run's."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        run_dir, model_path = path, path / MODEL_FILE
+        if not model_path.is_file():
+            raise OptionError(f"model={model}: folder has no {MODEL_FILE} (is it a run dir?)")
+    elif path.suffix == ".keras":
+        if not path.is_file():
+            raise OptionError(f"model={model}: no such file")
+        model_path = path
+        run_dir = path.parent if (path.parent / RUN_CONFIG).is_file() else None
+    else:
+        raise OptionError(f"model={model}: give a run dir or a .keras file"
+                          + ("" if path.exists() else " (no such path)"))
+    try:
+        contract = read_contract(model_path)
+    except ModelFileError as e:
+        raise OptionError(str(e)) from None
+    config = None
+    if run_dir is not None and (run_dir / RUN_CONFIG).is_file():
+        config = _read_run_config(run_dir / RUN_CONFIG)
+    if calib:
+        data = _data_config({"source": calib}, "calib")
+    elif config is not None and config.get("data") is not None:
+        data = _data_config(config["data"], str(run_dir / RUN_CONFIG))
+    else:
+        raise OptionError(f"model={model}: no {RUN_CONFIG} with a data: section beside it; give "
+                          "calib=<digits|shapes|image folder> for calibration and the parity test set")
+    if data.is_folder and not Path(data.source).is_dir():
+        raise OptionError(f"data source {data.source!r}: no such folder (give digits, shapes or "
+                          "an image folder)")
+    return Run(model_path, run_dir, config, contract, data)
+
+
+def _check_labels(contract: DataContract, class_names: tuple[str, ...], source: str) -> None:
+    """The dataset must label images the way the model does, or accuracy means nothing."""
+    labels = tuple(contract.labels)
+    if len(labels) != len(class_names):
+        raise OptionError(f"data {source!r} has {len(class_names)} classes but the model has "
+                          f"{len(labels)} labels")
+    generic = labels == tuple(f"class_{i}" for i in range(len(labels)))
+    if not generic and labels != tuple(class_names):
+        raise OptionError(f"data {source!r} classes {list(class_names)[:5]}... differ from the "
+                          f"model's labels {list(labels)[:5]}...")
+
+
+def _take(split: Any, idx: np.ndarray, contract: DataContract) -> np.ndarray:
+    """uint8 (len(idx), H, W, C) at the contract's size; lazy splits decode only these files."""
+    if split.images is not None:
+        return np.asarray(split.images[idx], dtype=np.uint8)
+    from serving.images import load_image
+
+    out = np.empty((len(idx), *contract.input_shape), np.uint8)
+    for j, i in enumerate(idx):
+        out[j] = load_image(split.paths[i], size=contract.size, channels=contract.channels,
+                            resample=contract.resize)
+    return out
+
+
+@dataclass
+class Images:
+    """What the export needs from the data: calibration pixels and the held-out test set."""
+    calibration: np.ndarray | None    # uint8 (n, H, W, C), training images
+    test: np.ndarray                  # uint8 (m, H, W, C)
+    test_labels: np.ndarray           # int32 (m,)
+    calibration_info: dict[str, Any]
+    test_info: dict[str, Any]
+
+
+def load_images(run: Run, *, calib_samples: int, test_samples: int, seed: int) -> Images:
+    """Seeded samples: calib_samples training images (0 = none), test_samples test images
+    (0 = the whole test split)."""
+    from pipeline.data import load_dataset
+
+    c = run.contract
+    ds = load_dataset(run.data, image_size=c.size, channels=c.channels)
+    _check_labels(c, tuple(ds.class_names), run.data.source)
+    if len(ds.test) == 0:
+        raise OptionError(f"data {run.data.source!r}: the test split is empty; the parity gate "
+                          "needs held-out images (set data.test_split > 0)")
+    rng = np.random.default_rng(seed)
+    calib = None
+    if calib_samples:
+        n = min(calib_samples, len(ds.train))
+        calib = _take(ds.train, np.sort(rng.choice(len(ds.train), n, replace=False)), c)
+    m = len(ds.test) if not test_samples else min(test_samples, len(ds.test))
+    tidx = np.arange(m) if m == len(ds.test) else np.sort(rng.choice(len(ds.test), m, replace=False))
+    source = run.data.source
+    return Images(calib, _take(ds.test, tidx, c), ds.test.labels[tidx].astype(np.int32),
+                  {"source": f"{source} (train split, seed {seed})", "samples": 0 if calib is None
+                   else len(calib)},
+                  {"source": f"{source} (test split)", "samples": int(m)})

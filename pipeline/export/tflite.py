@@ -1,0 +1,124 @@
+"""Keras model -> TFLite flatbuffer bytes, for every tflite_* entry of the export table.
+
+Post-training quantization as in the TensorFlow Lite guide ("Post-training quantization";
+Jacob et al. 2018 for the integer scheme): fp16 weights, dynamic range (int8 weights, float
+activations), and full integer (int8 weights and activations, ranges calibrated on a
+representative dataset, TFLITE_BUILTINS_INT8 only so the converter fails instead of leaving
+an op in float). Conversion runs in TensorFlow; the file is then checked in LiteRT's
+interpreter (the runtime a device uses), which must find the promised tensor dtypes.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.export.errors import ExportError, first_line
+from pipeline.export.formats import FormatSpec
+
+_IO_DTYPES = {"uint8": "uint8", "int8": "int8"}
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """The converter prints a saved-model summary to stdout and MLIR chatter to fd 2."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield
+
+
+def _representative(images: np.ndarray) -> Any:
+    def gen() -> Iterator[list[np.ndarray]]:
+        for img in images:                       # (H, W, C) uint8 -> (1, H, W, C) float 0..255
+            yield [img[None].astype(np.float32)]
+    return gen
+
+
+def convert(model: Any, spec: FormatSpec, options: dict[str, Any], *,
+            calibration: np.ndarray | None, workdir: Path) -> bytes:
+    """The .tflite bytes for `spec` (no metadata yet)."""
+    import tensorflow as tf
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    if spec.name == "tflite_fp16":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.target_spec.supported_types = [tf.float16]
+    elif spec.name == "tflite_dynamic":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif spec.name == "tflite_int8":
+        if calibration is None or not len(calibration):
+            raise ExportError("tflite_int8: needs calibration images (calib=<data>)")
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = _representative(calibration)
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        io_type = options.get("io", "float")
+        if io_type != "float":
+            conv.inference_input_type = getattr(tf, _IO_DTYPES[io_type])
+            conv.inference_output_type = getattr(tf, _IO_DTYPES[io_type])
+    elif spec.name != "tflite_fp32":
+        raise ExportError(f"{spec.name}: no TFLite conversion recipe")
+    try:
+        with _quiet():
+            data = conv.convert()
+    except Exception as e:  # converter raises ConverterError, ValueError, RuntimeError...
+        raise ExportError(f"{spec.name}: TFLite conversion failed: {first_line(e)}") from e
+    check(data, spec, options)
+    return bytes(data)
+
+
+def tensor_record(detail: dict[str, Any]) -> dict[str, Any]:
+    """Interpreter tensor detail -> the artifact metadata's input/output block."""
+    scale, zero_point = detail["quantization"]
+    quantized = np.dtype(detail["dtype"]).kind in "iu" and scale != 0
+    return {"name": detail["name"], "dtype": np.dtype(detail["dtype"]).name,
+            "shape": [int(v) for v in detail["shape"]],
+            "scale": float(scale) if quantized else None,
+            "zero_point": int(zero_point) if quantized else None}
+
+
+def describe_io(data: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_content=data)
+    return tensor_record(interp.get_input_details()[0]), tensor_record(interp.get_output_details()[0])
+
+
+def tensor_types(data: bytes) -> dict[str, int]:
+    """Count of tensors per dtype name in the converted graph (e.g. {"int8": 120, "float32": 2})."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(data, 0)
+    names = {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    counts: dict[str, int] = {}
+    for sub in model.subgraphs:
+        for t in sub.tensors:
+            key = names.get(t.type, str(t.type))
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def check(data: bytes, spec: FormatSpec, options: dict[str, Any]) -> None:
+    """The file promises what its name says: io dtypes, and for int8 integer activations."""
+    inp, out = describe_io(data)
+    want = "float32" if options.get("io", "float") == "float" else options["io"]
+    for what, rec in (("input", inp), ("output", out)):
+        if rec["dtype"] != want:
+            raise ExportError(f"{spec.name}: converted {what} is {rec['dtype']}, expected {want}")
+    if spec.activations == "int8":
+        counts = tensor_types(data)
+        # float tensors may only be the float I/O and its (de)quantize boundary
+        floats = counts.get("float32", 0)
+        allowed = 0 if want != "float32" else 2
+        if floats > allowed:
+            raise ExportError(f"{spec.name}: {floats} float32 tensors left in a full-integer "
+                              f"model ({counts})")
+
+
+def embed(data: bytes, meta: dict[str, Any]) -> bytes:
+    from serving.metadata import embed_tflite_metadata
+
+    return embed_tflite_metadata(data, meta)
+

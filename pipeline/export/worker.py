@@ -1,0 +1,104 @@
+"""The conversion worker: a child process that loads the Keras model and writes every file.
+
+    python -m pipeline.export.worker job.json      (started by pipeline.export.core)
+
+Why a separate process: the TFLite converter is native code, and for some graphs it does not
+raise but crashes the process (seen here: int8 conversion of softplus/selu/mish models ends in
+SIGSEGV after "error: scale out of expressed type range"). In a child, a crash becomes one
+clear error in the parent, which then deletes everything the run wrote. The parent also never
+imports TensorFlow: it checks the files through `serving`, as a device would.
+
+Protocol: one JSON object per line on the original stdout (TensorFlow's own prints are sent to
+stderr): {"event": "reference"}, {"event": "start", "format": F}, {"event": "done", "format":
+F, "file": name, "seconds": s}, {"event": "error", "format": F, "message": one line}.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from models.atomic import write_bytes
+from pipeline.export.errors import ExportError, first_line
+from pipeline.export.formats import FORMATS, quantization_record
+
+REFERENCE_BATCH = 64
+
+
+def _emit(stream: TextIO, **event: Any) -> None:
+    stream.write(json.dumps(event) + "\n")
+    stream.flush()
+
+
+def reference_probs(model: Any, images: np.ndarray) -> np.ndarray:
+    """Keras probabilities (N, K) for uint8 (N, H, W, C): the model takes float 0..255."""
+    out = [np.asarray(model.predict_on_batch(images[i:i + REFERENCE_BATCH].astype(np.float32)))
+           for i in range(0, len(images), REFERENCE_BATCH)]
+    return np.concatenate(out).astype(np.float32)
+
+
+def convert_one(model: Any, item: dict[str, Any], job: dict[str, Any],
+                calibration: np.ndarray | None) -> Path:
+    """Convert, describe, embed metadata and write one artifact (atomically) into workdir."""
+    from models import get_contract
+    from serving.metadata import build_metadata, tensor_spec
+
+    spec = FORMATS[item["format"]]
+    family = importlib.import_module(f"pipeline.export.{spec.family}")
+    workdir = Path(job["workdir"])
+    data = family.convert(model, spec, item["options"], calibration=calibration, workdir=workdir)
+    inp, out = family.describe_io(data)
+    meta = build_metadata(
+        format=spec.name, contract=get_contract(model),
+        input=tensor_spec(**inp), output=tensor_spec(**out),
+        quantization=quantization_record(spec, job.get("calibration_info")),
+        source=job["source"])
+    return write_bytes(workdir / item["file"], family.embed(data, meta))
+
+
+def run_job(job: dict[str, Any], events: TextIO) -> int:
+    from models import load_model
+
+    model = load_model(job["model"])
+    test = np.load(job["test"])
+    np.save(job["reference"], reference_probs(model, test))
+    _emit(events, event="reference")
+    calibration = np.load(job["calibration"]) if job.get("calibration") else None
+    current = None
+    try:
+        for item in job["items"]:
+            current = item["format"]
+            _emit(events, event="start", format=current)
+            t0 = time.perf_counter()
+            path = convert_one(model, item, job, calibration)
+            _emit(events, event="done", format=current, file=path.name,
+                  seconds=round(time.perf_counter() - t0, 2))
+    except ExportError as e:
+        _emit(events, event="error", format=current, message=str(e))
+        return 3
+    except Exception as e:  # a bug or an unexpected library failure: keep the traceback in the log
+        traceback.print_exc()
+        _emit(events, event="error", format=current,
+              message=f"{current}: {type(e).__name__}: {first_line(e)}")
+        return 3
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    # keep the real stdout for events; whatever TensorFlow prints goes to stderr
+    events = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    job = json.loads(Path(argv[0]).read_text())
+    return run_job(job, events)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
