@@ -48,7 +48,7 @@ def as_detections(result: Mapping[str, Any], label_names: Sequence[str] = ()) ->
     for i, lab in enumerate(raw_labels):
         if isinstance(lab, (str, np.str_)):
             if lab not in label_names:
-                raise DemoError(f"detection result: label {lab!r} is not one of the model's labels")
+                raise DemoError(f"detection result: label {str(lab)!r} is not one of the model's labels")
             ids[i] = list(label_names).index(lab)
         else:
             ids[i] = int(lab)
