@@ -182,7 +182,7 @@ def show_classification(slot: str, answer: dict[str, Any]) -> None:
     probs = [p for _, p in answer["topk"]]
     st.table({"label": labels, "probability": [f"{p:.4f}" for p in probs]}, hide_index=True)
     st.bar_chart({"label": labels, "probability": probs}, x="label", y="probability",
-                 horizontal=True, sort=False, height=40 + 28 * len(labels))
+                 horizontal=True, sort=False, height=70 + 30 * len(labels))
 
 
 def show_detections(image: Image.Image, result: dict[str, Any], labels: Sequence[str], *,
@@ -234,7 +234,8 @@ def run_images(models: Sequence[DemoModel], images: list[tuple[str, bytes]],
                 rows.append({"image": name, "error": str(e)})
                 continue
             cols = st.columns([1] + [2] * len(models))
-            cols[0].image(preview.convert("RGB"), caption=f"{name} · {preview.width}×{preview.height}")
+            cols[0].image(preview.convert("RGB"), caption=f"{name} · {preview.width}×{preview.height}",
+                          width="stretch")   # the column's width: tiny inputs enlarged, big ones shrunk
             answers = []
             for slot, model, col in zip(SLOTS, models, cols[1:]):
                 with col:
