@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -26,10 +27,15 @@ def suggest(name: str, choices: Iterable[str], n: int = 3) -> str:
     return f" (did you mean: {', '.join(close)}?)" if close else ""
 
 
+_SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def parse_value(text: str) -> Any:
     """Parse one CLI value: YAML scalar, or a comma-separated list of scalars -> tuple."""
     if "," in text and not text.strip().startswith(("[", "{")):
         return tuple(parse_value(part) for part in text.split(",") if part.strip() != "")
+    if _SCIENTIFIC.fullmatch(text.strip()):
+        return float(text)   # YAML 1.1 reads "1e-3" (no dot) as a string
     try:
         return yaml.safe_load(text) if text.strip() else ""
     except yaml.YAMLError:

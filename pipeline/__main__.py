@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
                         "write a PNG grid of training images and augmented versions of them"),
     "export": ("pipeline.export", "ExportConfig", "export",
                "export a run to TFLite/ONNX, gate each file against Keras, write a manifest"),
+    "report": ("pipeline.report", "ReportConfig", "report",
+               "benchmark a run's exported files: report.md, report.json, pareto.png"),
 }
 
 

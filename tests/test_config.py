@@ -82,3 +82,10 @@ def test_saved_config_round_trips(tmp_path):
 def test_describe_lists_nested_keys():
     keys = [k for k, _, _ in describe(Train)]
     assert "data.val_split" in keys and "epochs" in keys
+
+
+def test_scientific_notation_is_a_number():
+    from models.options import parse_kv
+
+    assert parse_kv(["lr=1e-3", "a=2E5", "b=-1.5e-2", "c=1e", "d=e5"]) == {
+        "lr": 1e-3, "a": 2e5, "b": -1.5e-2, "c": "1e", "d": "e5"}

@@ -147,9 +147,13 @@ def export(cfg: ExportConfig) -> ExportResult:
 
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)   # mkdtemp's 0700 would make the published folder private
     scratch = Path(tempfile.mkdtemp(prefix="cnn-export-"))
     try:
-        job = {"model": str(run.model_path.resolve()), "workdir": str(staging), "items": items,
+        job = {"model": str(run.model_path.resolve()), "staging": str(staging),
+               "scratch": str(scratch), "items": items,
                "source": source, "test": str(scratch / "test.npy"),
                "reference": str(scratch / "reference.npy"), "calibration": None,
                "calibration_info": images.calibration_info if n_calib else None}

@@ -37,12 +37,22 @@ def _representative(images: np.ndarray) -> Any:
     return gen
 
 
+def saved_model(model: Any, workdir: Path) -> Path:
+    """The model as a SavedModel in workdir, written once and shared by every TFLite variant
+    (from_keras_model would trace and save it again for each)."""
+    path = Path(workdir) / "saved_model"
+    if not (path / "saved_model.pb").is_file():
+        with _quiet():
+            model.export(str(path), format="tf_saved_model", verbose=False)
+    return path
+
+
 def convert(model: Any, spec: FormatSpec, options: dict[str, Any], *,
             calibration: np.ndarray | None, workdir: Path) -> bytes:
-    """The .tflite bytes for `spec` (no metadata yet)."""
+    """The .tflite bytes for `spec` (no metadata yet); workdir holds temporary files."""
     import tensorflow as tf
 
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv = tf.lite.TFLiteConverter.from_saved_model(str(saved_model(model, workdir)))
     if spec.name == "tflite_fp16":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.target_spec.supported_types = [tf.float16]

@@ -46,21 +46,22 @@ def reference_probs(model: Any, images: np.ndarray) -> np.ndarray:
 
 def convert_one(model: Any, item: dict[str, Any], job: dict[str, Any],
                 calibration: np.ndarray | None) -> Path:
-    """Convert, describe, embed metadata and write one artifact (atomically) into workdir."""
+    """Convert (temp files in scratch), describe, embed metadata, write one artifact (atomically)
+    into the staging folder."""
     from models import get_contract
     from serving.metadata import build_metadata, tensor_spec
 
     spec = FORMATS[item["format"]]
     family = importlib.import_module(f"pipeline.export.{spec.family}")
-    workdir = Path(job["workdir"])
-    data = family.convert(model, spec, item["options"], calibration=calibration, workdir=workdir)
+    data = family.convert(model, spec, item["options"], calibration=calibration,
+                          workdir=Path(job["scratch"]))
     inp, out = family.describe_io(data)
     meta = build_metadata(
         format=spec.name, contract=get_contract(model),
         input=tensor_spec(**inp), output=tensor_spec(**out),
         quantization=quantization_record(spec, job.get("calibration_info")),
         source=job["source"])
-    return write_bytes(workdir / item["file"], family.embed(data, meta))
+    return write_bytes(Path(job["staging"]) / item["file"], family.embed(data, meta))
 
 
 def run_job(job: dict[str, Any], events: TextIO) -> int:

@@ -1,0 +1,170 @@
+"""`python -m pipeline report <run dir>`: one page on every exported variant of a run.
+
+For each file in the export's manifest.json: size, latency through the serving runtime
+(serving.benchmark.run, single thread by default: the phone-like setting, and on this shared
+2-core machine two threads were slower than one), raw invoke time and serving overhead, and
+the parity-gate numbers the export recorded (accuracy, top-1 agreement with Keras, max |dp|).
+Writes report.json (all numbers), report.md (the table) and pareto.png (size vs p50 latency,
+colour = accuracy; the size/latency Pareto front is drawn, so the variants worth shipping
+stand out).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from models.atomic import atomic_path, write_json, write_text
+from models.options import OptionError
+
+REPORT_FILES = ("report.md", "report.json", "pareto.png")
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """Benchmark and tabulate every exported file of a run."""
+    POSITIONAL: ClassVar[str] = "run"   # `python -m pipeline report runs/r1`
+    run: str = ""             # run dir (with export/manifest.json) or an export dir
+    out: str = ""             # where report.* go; default: the run dir
+    threads: int = 1
+    runs: int = 50            # timed predictions per file (after warmup)
+    warmup: int = 5
+    keras: bool = True        # also time the source .keras (reference row, not in the plot)
+    verbose: bool = True
+
+    def validate(self) -> None:
+        if not self.run:
+            raise OptionError("run: give a run dir (python -m pipeline report runs/r1)")
+        if self.threads < 1 or self.runs < 1 or self.warmup < 0:
+            raise OptionError(f"need threads >= 1, runs >= 1, warmup >= 0 (got threads={self.threads}, "
+                              f"runs={self.runs}, warmup={self.warmup})")
+
+
+def find_export(run: str) -> tuple[Path, Path]:
+    """(run dir, export dir) for a run dir or an export dir; OptionError if there is none."""
+    path = Path(run).expanduser()
+    for export_dir in (path / "export", path):
+        if (export_dir / "manifest.json").is_file():
+            return (path if export_dir != path else path.parent), export_dir
+    raise OptionError(f"run={run}: no export/manifest.json found; run `python -m pipeline export "
+                      f"{run}` first")
+
+
+def _row(art: dict[str, Any], bench: dict[str, Any]) -> dict[str, Any]:
+    parity = art.get("parity") or {}
+    return {"file": art["file"], "format": art["format"], "size_kb": art["size_bytes"] / 1024,
+            "p50_ms": bench["latency_ms"]["p50"], "p90_ms": bench["latency_ms"]["p90"],
+            "invoke_ms": bench["invoke_ms"]["p50"], "overhead_pct": bench["overhead_pct"],
+            "input_dtype": bench["input_dtype"], "accuracy": parity.get("accuracy"),
+            "accuracy_keras": parity.get("accuracy_keras"),
+            "top1_agreement": parity.get("top1_agreement"),
+            "max_abs_diff": parity.get("max_abs_diff"), "gate_passed": parity.get("passed")}
+
+
+def pareto_front(rows: list[dict[str, Any]]) -> list[str]:
+    """Files no other file beats on both size and p50 latency."""
+    return [r["file"] for r in rows
+            if not any(o["size_kb"] <= r["size_kb"] and o["p50_ms"] <= r["p50_ms"]
+                       and (o["size_kb"], o["p50_ms"]) != (r["size_kb"], r["p50_ms"]) for o in rows)]
+
+
+def plot(rows: list[dict[str, Any]], front: list[str], path: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    acc = [100 * (r["accuracy"] or 0.0) for r in rows]
+    pts = ax.scatter([r["size_kb"] for r in rows], [r["p50_ms"] for r in rows], c=acc,
+                     cmap="viridis", s=70, edgecolors="black", zorder=3)
+    fig.colorbar(pts, ax=ax, label="test accuracy (%) through serving")
+    order = sorted(range(len(rows)), key=lambda i: (rows[i]["size_kb"], rows[i]["p50_ms"]))
+    for k, i in enumerate(order):   # neighbours alternate above/below so labels do not collide
+        r = rows[i]
+        ax.annotate(f"{r['format']} {acc[i]:.1f}%", (r["size_kb"], r["p50_ms"]), fontsize=7,
+                    xytext=(8, 7 if k % 2 == 0 else -12), textcoords="offset points")
+    best = sorted((r for r in rows if r["file"] in front), key=lambda r: r["size_kb"])
+    ax.step([r["size_kb"] for r in best], [r["p50_ms"] for r in best], where="post",
+            color="tab:red", lw=1, ls="--", zorder=2)
+    ax.scatter([r["size_kb"] for r in best], [r["p50_ms"] for r in best], s=220, marker="o",
+               facecolors="none", edgecolors="tab:red", lw=1.5, zorder=4,
+               label="Pareto front: nothing smaller AND faster")
+    ax.set_xscale("log")
+    ax.margins(x=0.25, y=0.2)
+    ax.set_xlabel("file size (KB, log scale)")
+    ax.set_ylabel("p50 latency (ms, batch 1)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
+
+
+def _fmt(v: Any, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    b = report["benchmark"]
+    lines = [f"# Export report: {report['run']}", "",
+             f"Source `{report['source']['model']}` (sha256 `{report['source']['sha256'][:12]}`), "
+             f"export folder `{report['export_dir']}`. Latency through `serving` (decode excluded, "
+             f"{b['threads']} thread(s), batch 1, {b['runs']} runs after {b['warmup']} warm-up); "
+             "accuracy and agreement are the parity gate's, on the held-out test split.", "",
+             "| file | format | size KB | p50 ms | invoke ms | overhead | accuracy | agreement "
+             "| max abs dp | gate |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in report["rows"] + ([report["keras"]] if report.get("keras") else []):
+        lines.append(
+            f"| {r['file']} | {r['format']} | {r['size_kb']:.1f} | {r['p50_ms']:.3f} | "
+            f"{r['invoke_ms']:.3f} | {r['overhead_pct']:.1f}% | {_fmt(r['accuracy'], '.4f')} | "
+            f"{_fmt(r['top1_agreement'], '.4f')} | {_fmt(r['max_abs_diff'], '.2g')} | "
+            f"{'-' if r['gate_passed'] is None else ('pass' if r['gate_passed'] else 'FAIL')} |")
+    lines += ["", f"Pareto front (no other file is both smaller and faster): "
+              f"{', '.join(report['pareto_front'])}.", "", "![size vs latency](pareto.png)", ""]
+    return "\n".join(lines)
+
+
+def report(cfg: ReportConfig) -> dict[str, Any]:
+    """Benchmark every file of the run's export and write report.md/json + pareto.png."""
+    from serving.benchmark import run as benchmark
+    from serving.manifest import read_manifest
+
+    cfg.validate()
+    run_dir, export_dir = find_export(cfg.run)
+    manifest = read_manifest(export_dir)
+    out = Path(cfg.out).expanduser() if cfg.out else run_dir
+    rows, machine = [], None
+    for art in manifest["artifacts"]:
+        bench = benchmark(export_dir / art["file"], threads=cfg.threads, runs=cfg.runs,
+                          warmup=cfg.warmup, progress=cfg.verbose)     # checks the sha256 too
+        rows.append(_row(art, bench))
+        machine = bench["machine"]
+    keras_row = None
+    source_model = run_dir / manifest["source"].get("model", "model.keras")
+    if cfg.keras and source_model.is_file():
+        bench = benchmark(source_model, runs=max(1, cfg.runs // 5), warmup=min(cfg.warmup, 2),
+                          manifest=None, progress=cfg.verbose)
+        keras_acc = next((r["accuracy_keras"] for r in rows if r["accuracy_keras"] is not None), None)
+        keras_row = {**_row({"file": source_model.name, "format": "keras",
+                             "size_bytes": source_model.stat().st_size}, bench),
+                     "accuracy": keras_acc}
+    metrics = run_dir / "metrics.json"
+    front = pareto_front(rows)
+    result = {"run": str(run_dir), "export_dir": str(export_dir), "source": manifest["source"],
+              "benchmark": {"threads": cfg.threads, "runs": cfg.runs, "warmup": cfg.warmup,
+                            "batch": 1, "machine": machine},
+              "training_metrics": json.loads(metrics.read_text()) if metrics.is_file() else None,
+              "rows": rows, "keras": keras_row, "pareto_front": front}
+    write_json(out / "report.json", result)
+    write_text(out / "report.md", markdown(result))
+    plot(rows, front, out / "pareto.png", f"{run_dir.name}: exported variants "
+         f"({cfg.threads} thread{'s' if cfg.threads > 1 else ''})")
+    if cfg.verbose:
+        print(markdown(result))
+        print(f"wrote {', '.join(REPORT_FILES)} to {out}")
+    return result

@@ -1,0 +1,59 @@
+"""pipeline report: benchmarks every exported file through serving and writes md/json/png."""
+from __future__ import annotations
+
+import json
+import shutil
+
+from pipeline.__main__ import main
+from pipeline.report import pareto_front
+
+
+def _copy(digits_run, digits_export, dest):
+    dest.mkdir()
+    for name in ("model.keras", "config.yaml"):
+        shutil.copy(digits_run / name, dest / name)
+    shutil.copytree(digits_export.out_dir, dest / "export")
+    return dest
+
+
+def test_report_writes_md_json_png(digits_run, digits_export, tmp_path):
+    run = _copy(digits_run, digits_export, tmp_path / "run")
+    assert main(["report", str(run), "runs=3", "warmup=1", "verbose=false"]) == 0
+    data = json.loads((run / "report.json").read_text())
+    files = [a["file"] for a in digits_export.artifacts]
+    assert [r["file"] for r in data["rows"]] == files
+    for row, art in zip(data["rows"], digits_export.artifacts):
+        assert row["p50_ms"] > 0 and row["invoke_ms"] > 0
+        assert row["size_kb"] == art["size_bytes"] / 1024
+        assert row["accuracy"] == art["parity"]["accuracy"] and row["gate_passed"] is True
+    assert data["keras"]["format"] == "keras" and data["keras"]["p50_ms"] > 0
+    assert data["benchmark"]["threads"] == 1
+    assert set(data["pareto_front"]) <= set(files) and data["pareto_front"]
+    md = (run / "report.md").read_text()
+    assert "| file | format | size KB | p50 ms |" in md and all(f in md for f in files)
+    assert (run / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_refuses_a_tampered_file(digits_run, digits_export, tmp_path, capsys):
+    run = _copy(digits_run, digits_export, tmp_path / "run")
+    target = run / "export" / "model_fp16.tflite"
+    data = bytearray(target.read_bytes())
+    data[-100] ^= 0x01
+    target.write_bytes(bytes(data))
+    assert main(["report", f"run={run}", "runs=2", "keras=false", "verbose=false"]) == 1
+    err = capsys.readouterr().err
+    assert "model_fp16.tflite: sha256" in err and "does not match" in err
+    assert not (run / "report.json").exists()
+
+
+def test_report_without_export_is_one_clear_error(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: run={tmp_path}: no export/manifest.json found; run `python -m pipeline export "
+        f"{tmp_path}` first")
+
+
+def test_pareto_front():
+    rows = [{"file": "a", "size_kb": 10, "p50_ms": 1.0}, {"file": "b", "size_kb": 5, "p50_ms": 2.0},
+            {"file": "c", "size_kb": 20, "p50_ms": 3.0}, {"file": "d", "size_kb": 5, "p50_ms": 2.0}]
+    assert pareto_front(rows) == ["a", "b", "d"]
