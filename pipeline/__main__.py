@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
                "export a run to TFLite/ONNX, gate each file against Keras, write a manifest"),
     "report": ("pipeline.report", "ReportConfig", "report",
                "benchmark a run's exported files: report.md, report.json, pareto.png"),
+    "make-shapes": ("pipeline.data.shapes", "MakeShapesConfig", "make_shapes",
+                    "write the generated shapes dataset to disk as an image folder"),
 }
 
 

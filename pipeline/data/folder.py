@@ -45,7 +45,7 @@ def scan_classes(folder: Path, what: str) -> dict[str, list[str]]:
     classes = {}
     for d in _subdirs(folder):
         files = sorted(str(p) for p in d.rglob("*")
-                       if p.is_file() and all(_visible(q) for q in p.relative_to(d).parts))
+                       if p.is_file() and not any(q.startswith(".") for q in p.relative_to(d).parts))
         if not files:
             raise DataError(f"{d}: class folder {d.name!r} has no images")
         classes[d.name] = files
@@ -64,7 +64,12 @@ def find_split_folders(cfg: DataConfig) -> dict[str, Path]:
     subs = {p.name.lower(): p for p in _subdirs(root)}
     folders = {"train": root}
     if "train" in subs and set(subs) <= set(SPLIT_DIRS):
-        folders = {SPLIT_DIRS[name]: p for name, p in subs.items()}
+        folders = {}
+        for name, p in subs.items():
+            if SPLIT_DIRS[name] in folders:
+                raise DataError(f"{root}: both {folders[SPLIT_DIRS[name]].name!r} and {p.name!r} "
+                                f"look like the {SPLIT_DIRS[name]} split; keep one")
+            folders[SPLIT_DIRS[name]] = p
     for key, split in (("val_dir", "val"), ("test_dir", "test")):
         if getattr(cfg, key):
             folders[split] = Path(getattr(cfg, key)).expanduser()

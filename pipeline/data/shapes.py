@@ -11,12 +11,15 @@ the same on every machine and a larger `per_class` only appends images.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from models.atomic import atomic_path
+from pipeline.data.base import ShapesConfig
 
 CLASSES = ("circle", "square", "triangle", "star", "cross", "ring", "hexagon", "crescent",
            "arrow", "heart", "semicircle", "frame")
@@ -197,11 +200,35 @@ def generate_shapes(per_class: int, *, size: int = 64, classes: int = 10, seed: 
 def write_image_folder(out_dir: str | os.PathLike, *, per_class: int = 250, size: int = 64,
                        classes: int = 10, seed: int = 0, noise: float = 8.0,
                        suffix: str = ".png") -> Path:
-    """Write the shapes dataset as `out_dir/<class>/<index>.png` (each file atomically)."""
+    """Write the shapes dataset as `out_dir/<class>/<index><suffix>` (each file atomically)."""
+    from tqdm import tqdm
+
     out = Path(out_dir)
+    fmt = Image.registered_extensions()[suffix]
     images, labels = generate_shapes(per_class, size=size, classes=classes, seed=seed, noise=noise)
-    for i, (image, label) in enumerate(zip(images, labels)):
-        dest = out / CLASSES[label] / f"{i:06d}{suffix}"
-        with atomic_path(dest) as tmp:
-            Image.fromarray(image, "RGB").save(tmp, format=Image.registered_extensions()[suffix])
+    for i, (image, label) in enumerate(tqdm(list(zip(images, labels)), desc=f"writing {out}",
+                                            unit="img", disable=len(images) < 500, leave=False)):
+        with atomic_path(out / CLASSES[label] / f"{i:06d}{suffix}") as tmp:
+            Image.fromarray(image, "RGB").save(tmp, format=fmt)
+    return out
+
+
+@dataclass(frozen=True)
+class MakeShapesConfig:
+    """`python -m pipeline make-shapes out=DIR [shapes.per_class=N ...]`."""
+    out: str = "data/shapes"
+    shapes: ShapesConfig = field(default_factory=ShapesConfig)
+    seed: int = 0
+    format: Literal["png", "jpg", "bmp", "webp"] = "png"
+
+
+def make_shapes(cfg: MakeShapesConfig) -> Path:
+    """Write the shapes dataset as an image folder, and the resolved config beside it."""
+    from pipeline.config import save_config
+
+    s = cfg.shapes
+    out = write_image_folder(cfg.out, per_class=s.per_class, size=s.size, classes=s.classes,
+                             seed=cfg.seed, noise=s.noise, suffix="." + cfg.format)
+    save_config(cfg, out / "shapes.yaml")    # a loose file: image-folder loading ignores it
+    print(f"wrote {s.per_class * s.classes} images of {s.classes} classes to {out}/<class>/")
     return out

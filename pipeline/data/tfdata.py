@@ -8,12 +8,14 @@ with serving.images.load_image inside the pipeline, never with tf.io decoders.
 """
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
 
 from pipeline.data.base import Split
+from pipeline.data.folder import BadFilesWarning
 from serving.images import ImageError, load_image
 
 if TYPE_CHECKING:
@@ -30,9 +32,11 @@ def _decoded_files(split: Split, size: tuple[int, int], channels: int,
     def decode(path: bytes) -> tuple[np.ndarray, bool]:
         try:
             return load_image(path.decode(), size=(h, w), channels=channels), True
-        except ImageError:
+        except ImageError as e:
             if not split.skip_bad_files:
                 raise
+            # Only the header was checked up front, so this is counted here, one line per file.
+            warnings.warn(f"skipped {e} (data.skip_bad_files=true)", BadFilesWarning, stacklevel=1)
             return np.zeros((h, w, channels), np.uint8), False
 
     def tf_decode(path, label):
