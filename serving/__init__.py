@@ -22,10 +22,14 @@ _LAZY = {
     "ImageError": "serving.images", "load_image": "serving.images",
     "BACKENDS": "serving.backends", "TensorSpec": "serving.backends",
 }
+_SUBMODULES = ("backends", "benchmark", "images", "manifest", "metadata", "postprocess",
+               "preprocess", "runtime")
 __all__ = sorted(_LAZY)
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _SUBMODULES:   # serving.benchmark.run(...) without importing it first
+        return importlib.import_module(f"serving.{name}")
     raise AttributeError(f"module 'serving' has no attribute {name!r}")

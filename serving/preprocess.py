@@ -44,12 +44,16 @@ def check_batch(images: np.ndarray, contract: DataContract) -> np.ndarray:
 
 
 def quantize(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
-    """float -> spec.dtype with q = round(x / scale + zero_point), clipped to the dtype range."""
+    """float -> spec.dtype with q = round(x / scale + zero_point), clipped to the dtype range.
+    Works in place on a float32 copy (this runs per request; numpy temporaries showed up)."""
     if not spec.scale:
         raise ValueError(f"input {spec.name!r} is {spec.dtype} but has no quantization scale")
     info = np.iinfo(spec.dtype)
-    q = np.round(x / np.float32(spec.scale) + np.float32(spec.zero_point or 0))
-    return np.clip(q, info.min, info.max).astype(spec.dtype)
+    q = np.divide(x, np.float32(spec.scale), dtype=np.float32)
+    q += np.float32(spec.zero_point or 0)
+    np.rint(q, out=q)                      # half to even, like np.round
+    np.clip(q, info.min, info.max, out=q)
+    return q.astype(spec.dtype)
 
 
 def to_input(images: np.ndarray, contract: DataContract, spec: TensorSpec) -> np.ndarray:
