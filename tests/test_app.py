@@ -224,3 +224,51 @@ def test_results_json_has_every_answer(demo_runs_root):
     assert probs == sorted(probs, reverse=True) and 0 <= probs[-1] and probs[0] <= 1
     full = classify(model, "ring.png", (SAMPLES / "ring.png").read_bytes(), topk=len(LABELS))
     assert np.isclose(sum(p for _, p in full["topk"]), 1.0, atol=0.02)    # int8 output: 1/256 steps
+
+
+def test_demo_runs_a_real_pipeline_export(app, digits_export, tmp_path):
+    """The export stage's own output (all five formats, gated, manifest) in the demo: every
+    file listed with its parity, ONNX (A) and full-int8 TFLite (B) answer a digit sample."""
+    root = tmp_path / "runs"
+    root.mkdir()
+    (root / "digits").symlink_to(digits_export.out_dir.parent, target_is_directory=True)
+    at = app(root)
+    assert not at.exception and not at.error
+    options = at.selectbox(key="art_a").options
+    files = {o.split(" · ")[0]: o for o in options}
+    assert set(files) == {f"digits / {r['file']}" for r in digits_export.artifacts}
+    assert all("top-1 agree" in o for o in options)
+    onnx = next(i for i, o in enumerate(options) if o.startswith("digits / model.onnx"))
+    int8 = next(i for i, o in enumerate(options) if "· tflite_int8 ·" in o)
+    at.selectbox(key="art_a").set_value(onnx).run()
+    at.checkbox(key="compare").check().run()
+    at.selectbox(key="art_b").set_value(int8).run()
+    at.multiselect(key="samples").select("digit_3.png").select("digit_7.png").run()
+    assert not at.exception and not at.error
+    answers = [t.split("**")[1] for t in texts(at.markdown) if t.startswith(("**A: ", "**B: "))]
+    assert answers == ["A: 3", "B: 3", "A: 7", "B: 7"]
+    facts = dict(zip(at.table[0].value["fact"], at.table[0].value["value"]))
+    assert facts["format"].startswith("onnx (onnx") and "matches manifest.json" in facts["sha256"]
+
+
+def test_detection_artifact_gets_threshold_sliders_and_a_clear_line(app, demo_runs_root, tmp_path):
+    """A file whose contract says task=detection switches the page to the detection view
+    (score/IoU sliders from the contract's extra); until serving decodes detector outputs,
+    each image gets one clear st.error line instead of a wrong classification."""
+    from serving.metadata import embed_tflite_metadata, read_tflite_metadata
+
+    src = demo_runs_root / RUN / "export" / "model_fp32.tflite"
+    meta = read_tflite_metadata(src)
+    meta["contract"] = {**meta["contract"], "task": "detection",
+                        "extra": {"score_threshold": 0.3, "iou_threshold": 0.6}}
+    export = tmp_path / "runs" / "det" / "export"
+    export.mkdir(parents=True)
+    (export / "model_fp32.tflite").write_bytes(embed_tflite_metadata(src.read_bytes(), meta))
+    at = app(tmp_path / "runs")
+    assert not at.exception and not at.error
+    assert at.slider(key="score").value == 0.3 and at.slider(key="iou").value == 0.6
+    assert [s.key for s in at.slider] == ["score", "iou"]                 # no top-k for detection
+    at = upload_images(at, ("circle.png", (SAMPLES / "circle.png").read_bytes()))
+    assert not at.exception
+    assert texts(at.error) == ["A: det/model_fp32.tflite: a detection model, but this serving runtime "
+                               "has no detection decoder yet (serving.Runner.detect)"]

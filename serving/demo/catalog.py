@@ -77,18 +77,18 @@ def _is_export_dir(d: Path) -> bool:
 
 
 def _export_dirs(root: Path) -> list[Path]:
-    found: dict[Path, None] = {}   # ordered set: a folder matched twice is listed once
+    found: dict[Path, Path] = {}   # resolved -> as found: a folder reached twice is listed once
     for pattern in _PATTERNS:
         for d in [root] if not pattern else sorted(root.glob(pattern)):
             if _is_export_dir(d):
-                found.setdefault(d.resolve(), None)
-    return list(found)
+                found.setdefault(d.resolve(), d)
+    return list(found.values())
 
 
 def _run_name(export_dir: Path, root: Path) -> str:
     run_dir = export_dir.parent if export_dir.name == EXPORT_DIR else export_dir
     try:
-        rel = run_dir.relative_to(root.resolve())
+        rel = run_dir.relative_to(root)
     except ValueError:
         return run_dir.name
     return rel.as_posix() if rel.parts else (run_dir.name or ".")

@@ -265,7 +265,8 @@ def show_comparison(models: Sequence[DemoModel], rows: list[dict[str, Any]]) -> 
 def sidebar_settings(models: Sequence[DemoModel]) -> dict[str, Any]:
     sb = st.sidebar
     sb.header("Answers")
-    k = min(len(m.labels) for m in models)
+    classifiers = [m for m in models if m.task == "classification"]
+    k = min((len(m.labels) for m in classifiers), default=1)
     topk = sb.slider("Top-k", 1, min(10, k), min(TOPK, k), key="topk") if k > 1 else 1
     detection = None
     if any(m.task == "detection" for m in models):
