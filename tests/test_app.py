@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -96,6 +97,31 @@ def test_classifies_uploads_and_samples(app, demo_runs_root):
     # top-k follows the slider
     at.slider(key="topk").set_value(2).run()
     assert len(at.table[1].value) == 2
+
+
+def test_gif_first_frame_and_webp(app, demo_runs_root):
+    circle, star = (Image.open(SAMPLES / f"{n}.png").convert("RGB") for n in ("circle", "star"))
+    gif, webp = io.BytesIO(), io.BytesIO()
+    circle.save(gif, format="GIF", save_all=True, append_images=[star, star], duration=100)
+    star.save(webp, format="WEBP", lossless=True)
+    at = upload_images(app(demo_runs_root), ("anim.gif", gif.getvalue()), ("star.webp", webp.getvalue()))
+    assert not at.exception and not at.error
+    answers = [t.split("**")[1] for t in texts(at.markdown) if t.startswith("**A: ")]
+    assert answers == ["A: circle", "A: star"]                 # the GIF's first frame is the circle
+
+
+def test_demo_never_imports_tensorflow(demo_runs_root):
+    """The page runs exported files the way a device does: LiteRT, no TensorFlow/Keras."""
+    code = ("import sys, serving.demo.page as p\n"
+            "from pathlib import Path\n"
+            "from serving.demo.inference import classify, open_model\n"
+            f"m = open_model(Path({str(demo_runs_root / RUN / 'export' / 'model_fp32.tflite')!r}))\n"
+            f"print(classify(m, 'c', Path({str(SAMPLES / 'circle.png')!r}).read_bytes(), 2)['label'])\n"
+            "print(sorted(k for k in ('tensorflow', 'keras', 'tf_keras') if k in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=APP.parent,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["circle", "[]"]
 
 
 def test_compares_two_artifacts_side_by_side(app, demo_runs_root):
