@@ -1,7 +1,11 @@
-"""Streamlit demo (placeholder page until the demo issue lands): lists the model registry."""
-import streamlit as st
+"""Streamlit demo of the exported models:  streamlit run app.py [-- --runs DIR]
 
-st.set_page_config(page_title="CNN mobile pipeline", layout="wide")
-st.title("CNN mobile pipeline")
-st.write("Train a CNN, export verified TFLite/ONNX files, and try them here. "
-         "The interactive demo is not built yet; run `make run` for the current main job.")
+Everything happens in serving/demo/page.py (tested in tests/test_app.py); this file only
+hands over the command-line arguments and where runs/ and samples/ are.
+"""
+import sys
+from pathlib import Path
+
+from serving.demo.page import main
+
+main(sys.argv[1:], app_dir=Path(__file__).resolve().parent)

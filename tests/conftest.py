@@ -43,3 +43,13 @@ def digits_export(digits_run):
     from pipeline.export import ExportConfig, export
 
     return export(load_config(ExportConfig, [f"model={digits_run}", "io=uint8", "verbose=false"]))
+
+
+@pytest.fixture(scope="session")
+def demo_runs_root(tmp_path_factory):
+    """A runs root holding one tiny exported run (tests/demo_runs.py), built once per session."""
+    from tests.demo_runs import build_run
+
+    root = tmp_path_factory.getbasetemp() / "demo-runs"
+    build_run(root)
+    return root

@@ -1,0 +1,131 @@
+"""Detection results for the demo: score filter, non-maximum suppression, drawing.
+
+A detection result is a mapping
+    boxes  (N, 4) x0, y0, x1, y1 in pixels of the image it is drawn on (x1/y1 exclusive)
+    scores (N,)   confidence in 0..1
+    labels (N,)   class ids (indices into the contract's labels) or label strings
+Greedy NMS as used by SSD (Liu et al. 2016) and in d2l 14.4.4 ("Predicting Bounding Boxes
+with Non-Maximum Suppression"): keep the best box, drop every other box of the same class
+whose IoU with it exceeds the threshold, repeat. Pure numpy + Pillow, so it runs wherever
+the serving runtime runs.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from serving.demo.settings import DemoError
+
+# colour per class id (tab10), so the same class has the same colour in every image
+PALETTE = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+           (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))
+
+
+def as_detections(result: Mapping[str, Any], label_names: Sequence[str] = ()) -> dict[str, np.ndarray]:
+    """Validate and normalise: boxes float32 (N, 4), scores float32 (N,), class ids int (N,).
+    String labels are mapped to ids through label_names. DemoError on any inconsistency."""
+    try:
+        boxes = np.asarray(result["boxes"], np.float32)
+        if boxes.size == 0:
+            boxes = boxes.reshape(0, 4)
+        if boxes.ndim != 2 or boxes.shape[1] != 4:
+            raise ValueError(f"got shape {boxes.shape}")
+        scores = np.asarray(result["scores"], np.float32).reshape(-1)
+        raw_labels = list(np.asarray(result["labels"]).reshape(-1))
+    except KeyError as e:
+        raise DemoError(f"detection result lacks {e.args[0]!r} (needs boxes, scores, labels)") from None
+    except (TypeError, ValueError) as e:
+        raise DemoError(f"detection result: boxes must be (N, 4) numbers ({e})") from None
+    if not (len(boxes) == len(scores) == len(raw_labels)):
+        raise DemoError(f"detection result: {len(boxes)} boxes, {len(scores)} scores and "
+                        f"{len(raw_labels)} labels; they must match")
+    if not np.isfinite(boxes).all() or (boxes[:, 2:] < boxes[:, :2]).any():
+        raise DemoError("detection result: boxes must be finite x0, y0, x1, y1 with x1 >= x0, y1 >= y0")
+    ids = np.empty(len(raw_labels), np.int64)
+    for i, lab in enumerate(raw_labels):
+        if isinstance(lab, (str, np.str_)):
+            if lab not in label_names:
+                raise DemoError(f"detection result: label {str(lab)!r} is not one of the model's labels")
+            ids[i] = list(label_names).index(lab)
+        else:
+            ids[i] = int(lab)
+            if ids[i] < 0 or (label_names and ids[i] >= len(label_names)):
+                raise DemoError(f"detection result: class id {ids[i]} outside 0..{len(label_names) - 1}")
+    return {"boxes": boxes, "scores": scores, "labels": ids}
+
+
+def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one box (4,) with each of boxes (M, 4) -> (M,)."""
+    x0 = np.maximum(box[0], boxes[:, 0])
+    y0 = np.maximum(box[1], boxes[:, 1])
+    x1 = np.minimum(box[2], boxes[:, 2])
+    y1 = np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    union = area + areas - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float,
+        labels: np.ndarray | None = None) -> np.ndarray:
+    """Indices of the boxes kept, best score first. With labels, boxes of different classes
+    never suppress each other (class-aware NMS)."""
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    while len(order):
+        best, rest = order[0], order[1:]
+        keep.append(best)
+        overlap = box_iou(boxes[best], boxes[rest]) > iou_threshold
+        if labels is not None:
+            overlap &= labels[rest] == labels[best]
+        order = rest[~overlap]
+    return np.asarray(keep, np.int64)
+
+
+def filter_detections(result: Mapping[str, Any], *, score_threshold: float, iou_threshold: float,
+                      label_names: Sequence[str] = ()) -> dict[str, np.ndarray]:
+    """Drop boxes scoring below score_threshold, then class-aware NMS at iou_threshold;
+    returns the kept boxes/scores/labels (class ids), best first."""
+    det = as_detections(result, label_names)
+    passed = np.flatnonzero(det["scores"] >= score_threshold)
+    kept = passed[nms(det["boxes"][passed], det["scores"][passed], iou_threshold, det["labels"][passed])]
+    return {k: v[kept] for k, v in det.items()}
+
+
+def label_text(class_id: int, label_names: Sequence[str]) -> str:
+    return label_names[class_id] if 0 <= class_id < len(label_names) else f"class {class_id}"
+
+
+def draw_detections(image: Image.Image | np.ndarray, det: Mapping[str, np.ndarray],
+                    label_names: Sequence[str] = ()) -> Image.Image:
+    """A copy of the image (RGB) with each box outlined in its class colour and a
+    'label score' tag above it (inside the box when it touches the top edge)."""
+    img = Image.fromarray(np.asarray(image)) if isinstance(image, np.ndarray) else image
+    img = img.convert("RGB")   # a copy: the caller's image is never drawn on
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default()
+    width = max(1, round(min(img.size) / 150))
+    # draw the weakest first so the best box ends up on top
+    for i in np.argsort(det["scores"], kind="stable"):
+        x0, y0, x1, y1 = (float(v) for v in det["boxes"][i])
+        color = PALETTE[int(det["labels"][i]) % len(PALETTE)]
+        # x1/y1 are exclusive; Pillow's rectangle includes its far corner
+        draw.rectangle((x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)), outline=color, width=width)
+        tag = f"{label_text(int(det['labels'][i]), label_names)} {det['scores'][i]:.2f}"
+        left, top, right, bottom = draw.textbbox((0, 0), tag, font=font)
+        tw, th = right - left, bottom - top + 2
+        ty = y0 - th - 1 if y0 - th - 1 >= 0 else y0 + width
+        draw.rectangle((x0, ty, x0 + tw + 3, ty + th), fill=color)
+        draw.text((x0 + 2, ty - top + 1), tag, fill=(255, 255, 255), font=font)
+    return img
+
+
+def detection_rows(det: Mapping[str, np.ndarray], label_names: Sequence[str]) -> list[dict[str, Any]]:
+    """JSON-ready rows: label, score, box [x0, y0, x1, y1]."""
+    return [{"label": label_text(int(c), label_names), "score": round(float(s), 4),
+             "box": [round(float(v), 1) for v in b]}
+            for b, s, c in zip(det["boxes"], det["scores"], det["labels"])]

@@ -1,0 +1,47 @@
+"""Demo limits and where the demo looks for runs.
+
+The runs root is, first match wins: `streamlit run app.py -- --runs DIR`, the environment
+variable RUNS_ENV, then `runs/` beside app.py (where `make run` writes).
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+RUNS_ENV = "CNN_DEMO_RUNS"
+
+MAX_IMAGE_BYTES = 20 * 1024 * 1024      # one uploaded image file
+MAX_IMAGE_PIXELS = 40_000_000           # width x height, checked from the header before decoding
+MAX_IMAGES = 24                         # images classified per page run
+MAX_MODEL_BYTES = 200 * 1024 * 1024     # one uploaded .tflite/.onnx file
+MAX_MANIFEST_BYTES = 1024 * 1024
+MODEL_SUFFIXES = (".tflite", ".onnx")   # what the demo runs: exported files only
+IMAGE_TYPES = ("jpg", "jpeg", "png", "webp", "bmp", "gif")
+TOPK = 5
+
+
+class DemoError(ValueError):
+    """A bad demo input (upload, argument, run folder); str() is one line naming it."""
+
+
+def runs_root(argv: Sequence[str], environ: Mapping[str, str], default: str | os.PathLike) -> Path:
+    """The runs root from `--runs DIR` / `--runs=DIR` in argv, else environ[RUNS_ENV], else
+    `default`. Any other argument is a DemoError (a typo must not silently fall back)."""
+    chosen: str | None = None
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--runs":
+            if i + 1 >= len(args) or args[i + 1].startswith("--"):
+                raise DemoError("--runs needs a folder: streamlit run app.py -- --runs DIR")
+            chosen, i = args[i + 1], i + 2
+        elif arg.startswith("--runs="):
+            chosen, i = arg.split("=", 1)[1], i + 1
+        else:
+            raise DemoError(f"unknown argument {arg!r}; the demo takes only --runs DIR "
+                            "(streamlit run app.py -- --runs DIR)")
+    if chosen is None:
+        chosen = environ.get(RUNS_ENV) or None
+    return Path(chosen if chosen is not None else default).expanduser()
