@@ -14,7 +14,7 @@ $(VENV)/.installed: requirements.txt
 	touch $@
 
 run: setup
-	$(PY) -m models summary mobilenetv2 input_shape=96,96,3 num_classes=10
+	$(PY) -m pipeline run
 
 test: setup
 	$(PY) -m pytest -m "not slow"

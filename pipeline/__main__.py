@@ -23,6 +23,10 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
               "train a registered model on digits, shapes or an image folder into a run dir "
               "(batch_size is the global batch, split across GPUs/workers; re-running a killed "
               "command resumes it)"),
+    "finetune": ("pipeline.finetune", "FinetuneConfig", "finetune",
+                 "fine-tune a trained model (or ImageNet weights) on new data: new head for the "
+                 "target labels (shared labels keep their rows), head warm-up, then a lower "
+                 "backbone learning rate"),
     "augment-preview": ("pipeline.augment_preview", "PreviewConfig", "augment_preview",
                         "write a PNG grid of training images and augmented versions of them"),
     "export": ("pipeline.export", "ExportConfig", "export",

@@ -5,6 +5,7 @@ A stage config is a dataclass; nested dataclasses are sections addressed with do
   SHORTHAND = "source"  -> `data=digits` means `data.source=digits` (YAML `data: digits` too)
   EXTRA = "options"     -> unknown keys of that section go into its `options` dict, to be
                            validated by whoever owns them (e.g. family options of a model).
+  ALIASES = {"from": "start"} -> a key users type for a field Python cannot name.
 Unknown keys fail with a did-you-mean; each dataclass may define validate() -> None that
 raises OptionError. The resolved config is saved (YAML) next to every output.
 """
@@ -58,7 +59,8 @@ def build(cls: type[T], raw: Mapping[str, Any] | None, path: str = "", base: Any
     keeps that preset). Setting the section's SHORTHAND (`augment=standard`, `model=lenet`)
     picks a fresh base: the class defaults, not the parent's options for another choice.
     """
-    raw = dict(raw or {})
+    aliases = getattr(cls, "ALIASES", {})
+    raw = {aliases.get(key, key): value for key, value in (raw or {}).items()}
     short = getattr(cls, "SHORTHAND", None)
     if "__shorthand__" in raw:
         if short is None:
@@ -77,8 +79,9 @@ def build(cls: type[T], raw: Mapping[str, Any] | None, path: str = "", base: Any
             if extra_field:
                 extras[key] = value
                 continue
-            raise OptionError(f"unknown key {where!r}{suggest(key, fields)}; "
-                              f"known: {', '.join(sorted(fields))}")
+            shown = {k: k for k in fields} | {field: alias for alias, field in aliases.items()}
+            raise OptionError(f"unknown key {where!r}{suggest(key, shown.values())}; "
+                              f"known: {', '.join(sorted(shown.values()))}")
         tp = hints[key]
         if _is_section(tp):
             if not isinstance(value, Mapping):
@@ -154,11 +157,12 @@ def describe(cls: type, prefix: str = "", defaults: Any = None) -> list[tuple[st
     with other values than the section class's own defaults)."""
     rows = []
     hints = typing.get_type_hints(cls)
+    shown = {field: alias for alias, field in getattr(cls, "ALIASES", {}).items()}
     for f in dataclasses.fields(cls):
         if not f.init:
             continue
         tp = hints[f.name]
-        key = f"{prefix}{f.name}"
+        key = f"{prefix}{shown.get(f.name, f.name)}"
         if defaults is not None:
             value = getattr(defaults, f.name)
             if _is_section(tp):

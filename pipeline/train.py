@@ -119,6 +119,30 @@ class TrainConfig:
         return Path("runs") / f"{self.model.name}-{Path(self.data.source).name or 'data'}"
 
 
+@dataclass(frozen=True)
+class Phase:
+    """One `fit` of a run, up to epoch `end` (exclusive): which lower part of the backbone stays
+    frozen and the backbone's learning-rate multiplier (pipeline.transfer). A plain training run
+    is one phase with nothing frozen; fine-tuning is a head-only phase, then the whole net."""
+    end: int
+    freeze: float | str | None = None
+    backbone_lr_mult: float = 1.0
+    name: str = "train"
+
+
+@dataclass
+class Initializer:
+    """A run that starts from given weights (fine-tuning) instead of a fresh model.
+
+    make_model(class_names) returns a float32 Keras 3 model with the starting weights and one
+    output per class (its contract says how to rebuild it); `info` goes into metrics.json.
+    """
+    input_shape: tuple[int, int, int]
+    make_model: Any
+    phases: tuple[Phase, ...]
+    info: dict[str, Any] = field(default_factory=dict)
+
+
 @dataclass
 class TrainResult:
     run_dir: Path
@@ -144,11 +168,17 @@ def precision_policy(k: Any, enabled: bool) -> Iterator[str]:
         k.mixed_precision.set_global_policy(old)
 
 
-def compile_for_training(model: Any, k: Any, cfg: TrainConfig, curve: LRCurve) -> Any:
+def compile_for_training(model: Any, k: Any, cfg: TrainConfig, curve: LRCurve,
+                         backbone_lr_mult: float = 1.0) -> Any:
     from pipeline.optim import keras_schedule, make_optimizer
 
     optimizer = make_optimizer(k, cfg.optimizer, keras_schedule(k, curve), momentum=cfg.momentum,
                                weight_decay=cfg.weight_decay)
+    if backbone_lr_mult != 1.0:
+        from pipeline.transfer import backbone_layers, with_lr_multiplier
+
+        variables = [v for layer in backbone_layers(model) for v in layer.trainable_weights]
+        optimizer = with_lr_multiplier(optimizer, variables, backbone_lr_mult)
     model.compile(optimizer=optimizer,
                   loss=k.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
                   metrics=["accuracy"], jit_compile=cfg.xla)
@@ -177,15 +207,30 @@ def _shard_by_data(ds: Any) -> Any:
     return ds.with_options(options)
 
 
-def train(cfg: TrainConfig) -> TrainResult:
-    """Train, checkpoint, evaluate and write the run directory; see the module docstring."""
+def phased_lr(phases: tuple[Phase, ...], curves: list[LRCurve], steps: int) -> Any:
+    """lr at a run-wide step: each phase has its own schedule (its optimizer starts at step 0)."""
+    def lr_at(step: int) -> float:
+        start = 0
+        for phase, curve in zip(phases, curves):
+            if step < phase.end * steps or phase is phases[-1]:
+                return curve.value(step - start * steps)
+            start = phase.end
+        return curves[-1].value(step)
+    return lr_at
+
+
+def train(cfg: TrainConfig, *, init: Initializer | None = None) -> TrainResult:
+    """Train, checkpoint, evaluate and write the run directory; see the module docstring.
+
+    init: start from given weights, in phases (pipeline.finetune); None = a fresh model.
+    """
     t_start = time.perf_counter()
     from pipeline.strategy import make_placement
 
     placement = make_placement(cfg.strategy)   # first: multi-worker must set up the runtime
     import keras
 
-    from models import create_model, load_model, save_model
+    from models import create_model, get_contract, load_model, save_model
     from pipeline import runs
     from pipeline.callbacks import BestCheckpoint, EpochLog, bind, make_callbacks
     from pipeline.data import load_dataset, make_tf_dataset
@@ -198,7 +243,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     save_config(cfg, paths.config)
     keras.utils.set_random_seed(cfg.seed)
 
-    shape = tuple(cfg.model.input_shape or natural_input_shape(cfg.data))
+    shape = tuple(init.input_shape if init else cfg.model.input_shape or natural_input_shape(cfg.data))
     data = load_dataset(cfg.data, image_size=shape[:2], channels=shape[2])
     if len(data.train) == 0:
         raise DataError(f"data={cfg.data.source}: the training split is empty")
@@ -219,28 +264,55 @@ def train(cfg: TrainConfig) -> TrainResult:
         train_ds = _shard_by_data(train_ds)
         val_ds = None if val_ds is None else _shard_by_data(val_ds)
     steps = math.ceil(len(data.train) / cfg.batch_size)
-    curve = lr_curve(cfg.schedule, lr=cfg.lr, epochs=cfg.epochs, steps_per_epoch=steps)
-    build = dict(num_classes=data.num_classes, input_shape=shape, labels=data.class_names,
-                 **cfg.family_options())
-    keeper = create_model(cfg.model.name, **build)   # float32 Keras 3: what model.keras holds
+    if init is None:
+        phases = (Phase(end=cfg.epochs),)
+        name = cfg.model.name
+        build = dict(num_classes=data.num_classes, input_shape=shape, labels=data.class_names,
+                     **cfg.family_options())
+        keeper = create_model(name, **build)   # float32 Keras 3: what model.keras holds
+    else:
+        phases = init.phases
+        keeper = init.make_model(data.class_names)
+        contract = get_contract(keeper)
+        name = contract.architecture["name"]
+        build = dict(num_classes=data.num_classes, input_shape=shape, labels=data.class_names,
+                     mean=contract.mean, std=contract.std, **contract.architecture["overrides"])
+    starts = [0] + [p.end for p in phases[:-1]]
+    curves = [lr_curve(cfg.schedule, lr=cfg.lr, epochs=p.end - s, steps_per_epoch=steps)
+              for p, s in zip(phases, starts)]
 
     def save_best(weights: list) -> None:
         keeper.set_weights(weights)
         save_model(keeper, paths.model)
 
-    log = bind(k, EpochLog)(paths.log, curve.value, steps)
+    log = bind(k, EpochLog)(paths.log, phased_lr(phases, curves, steps), steps)
     monitor = "val_accuracy" if val_ds is not None else "accuracy"
     best = bind(k, BestCheckpoint)(save_best, log, monitor=monitor, tiebreak=monitor[:-8] + "loss",
                                    patience=cfg.early_stopping.patience,
                                    min_delta=cfg.early_stopping.min_delta)
     with precision_policy(k, cfg.mixed_precision) as policy, placement.strategy.scope():
-        model = create_model(cfg.model.name, keras_module=k, **build)
-        compile_for_training(model, k, cfg, curve)
-        callbacks = make_callbacks(k, log=log, best=best, backup_dir=paths.backup,
-                                   hint=f"lr={cfg.lr:g}, optimizer={cfg.optimizer}",
-                                   tensorboard_dir=paths.tensorboard)
-        model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=callbacks,
-                  verbose=cfg.verbose, shuffle=False)   # the dataset shuffles (seeded)
+        model = create_model(name, keras_module=k, **build)
+        if init is not None:
+            model.set_weights(keeper.get_weights())
+        for i, (phase, start, curve) in enumerate(zip(phases, starts, curves)):
+            backup = paths.backup if len(phases) == 1 else paths.backup / f"phase{i + 1}"
+            later = [paths.backup / f"phase{j + 1}" for j in range(i + 1, len(phases))]
+            if resuming and any(b.is_dir() and any(b.iterdir()) for b in later):
+                continue   # a later phase's backup holds the weights; this phase is done
+            if init is not None:
+                from pipeline.transfer import freeze
+
+                frozen = freeze(model, phase.freeze)
+                say(f"phase {i + 1}/{len(phases)} ({phase.name}): epochs {start + 1}-{phase.end}, "
+                    f"{len(frozen)} backbone layers frozen, backbone lr x{phase.backbone_lr_mult:g}")
+            compile_for_training(model, k, cfg, curve, phase.backbone_lr_mult)
+            callbacks = make_callbacks(k, log=log, best=best, backup_dir=backup,
+                                       hint=f"lr={cfg.lr:g}, optimizer={cfg.optimizer}",
+                                       tensorboard_dir=paths.tensorboard)
+            model.fit(train_ds, validation_data=val_ds, initial_epoch=start, epochs=phase.end,
+                      callbacks=callbacks, verbose=cfg.verbose, shuffle=False)   # dataset shuffles
+            if best.stopped_epoch is not None:
+                break
         last_weights = model.get_weights()
 
     if cfg.early_stopping.restore_best and paths.model.exists():
@@ -259,12 +331,14 @@ def train(cfg: TrainConfig) -> TrainResult:
         "train_seconds": train_seconds,
         "images_per_second": len(data.train) * len(rows) / train_seconds if train_seconds else None,
         "wall_seconds": time.perf_counter() - t_start,
-        "model": cfg.model.name, "params": int(keeper.count_params()), "input_shape": list(shape),
+        "model": name, "params": int(keeper.count_params()), "input_shape": list(shape),
         "num_train": len(data.train), "num_val": len(data.val), "num_test": len(data.test),
         "strategy": placement.kind, "replicas": placement.replicas, "workers": placement.num_workers,
         "engine": f"{k.__name__} {k.__version__}", "precision": policy, "xla": cfg.xla,
     })
-    _write_outputs(paths, metrics, rows, data.class_names, cfg)
+    if init is not None:
+        metrics["finetune"] = {**init.info, "phases": [dataclasses.asdict(p) for p in phases]}
+    _write_outputs(paths, metrics, rows, data.class_names, cfg, name)
     say(f"train: test_accuracy {metrics['test_accuracy']}, val_accuracy {metrics['val_accuracy']}, "
         f"best epoch {metrics['best_epoch']}/{len(rows)}, {train_seconds:.1f}s training -> {paths.root}")
     return TrainResult(paths.root, metrics, paths.artifacts(), final)
@@ -294,10 +368,10 @@ def _evaluate_all(model: Any, data: Any, tf_data: Any, rows: list[dict[str, Any]
 
 
 def _write_outputs(paths: Any, metrics: dict[str, Any], rows: list[dict[str, Any]],
-                   class_names: tuple[str, ...], cfg: TrainConfig) -> None:
+                   class_names: tuple[str, ...], cfg: TrainConfig, name: str) -> None:
     from pipeline.plots import plot_confusion, plot_curves
 
-    title = f"{cfg.model.name} on {cfg.data.source}"
+    title = f"{name} on {cfg.data.source}"
     plot_curves(rows, paths.curves, title=title, best_epoch=metrics["best_epoch"])
     if "confusion_matrix" in metrics:
         acc = metrics[f"{metrics['confusion_split']}_accuracy"]

@@ -121,24 +121,28 @@ def freeze(model: Any, spec: str | float | None) -> list[str]:
     return [layer.name for layer in layers[:cut]]
 
 
+def _scaled_update_step(self: Any, gradient: Any, variable: Any, learning_rate: Any) -> Any:
+    scale = self._lr_multipliers.get(self._var_key(variable), 1.0)
+    if scale != 1.0:
+        learning_rate = learning_rate * scale
+    return type(self).__mro__[1].update_step(self, gradient, variable, learning_rate)
+
+
 def with_lr_multiplier(optimizer: Any, variables: Sequence[Any], multiplier: float) -> Any:
-    """The same optimizer, but `variables` move with learning_rate * multiplier.
+    """`optimizer`, changed so that `variables` move with learning_rate * multiplier.
 
     Keras 3 optimizers call update_step(gradient, variable, learning_rate) once per
     variable, so a subclass that scales learning_rate there is exact for every optimizer
-    (SGD, momentum, Adam, ...), unlike scaling gradients, which Adam would undo.
-    Decoupled weight decay still uses the base learning rate.
+    (SGD, momentum, Adam, ...), unlike scaling gradients, which Adam would undo. The instance
+    switches to that subclass in place (before it is built), so its schedule object and its
+    weight-decay exclusions, which get_config does not carry, stay as they are. Decoupled
+    weight decay still uses the base learning rate. Keras 3 optimizers only.
     """
     base = type(optimizer)
-
-    class LRMultiplier(base):  # type: ignore[misc, valid-type]
-        def update_step(self, gradient, variable, learning_rate):
-            scale = self._lr_multipliers.get(self._var_key(variable), 1.0)
-            if scale != 1.0:
-                learning_rate = learning_rate * scale
-            return super().update_step(gradient, variable, learning_rate)
-
-    LRMultiplier.__name__ = f"{base.__name__}WithLRMultiplier"
-    opt = LRMultiplier.from_config(optimizer.get_config())
-    opt._lr_multipliers = {opt._var_key(v): float(multiplier) for v in variables}
-    return opt
+    if not hasattr(base, "_var_key"):
+        raise OptionError(f"a backbone learning-rate multiplier needs a Keras 3 optimizer, "
+                          f"got {base.__module__}.{base.__name__}")
+    optimizer.__class__ = type(f"{base.__name__}WithLRMultiplier", (base,),
+                               {"update_step": _scaled_update_step})
+    optimizer._lr_multipliers = {optimizer._var_key(v): float(multiplier) for v in variables}
+    return optimizer

@@ -59,12 +59,12 @@ def load_dataset(cfg: DataConfig, *, image_size: tuple[int, int], channels: int)
         return _split_arrays(cfg, images, labels, CLASS_NAMES, image_size, channels)
     if cfg.source == "shapes":
         from pipeline.data.arrays import to_model_images
-        from pipeline.data.shapes import CLASSES, generate_shapes
+        from pipeline.data.shapes import generate_shapes
 
         images, labels = generate_shapes(cfg.shapes, seed=cfg.seed)
         if images.shape[1:] != (*image_size, channels):
             images = to_model_images(images, image_size, channels)
-        return _split_arrays(cfg, images, labels, CLASSES[:cfg.shapes.classes], image_size, channels)
+        return _split_arrays(cfg, images, labels, cfg.shapes.class_names, image_size, channels)
     from pipeline.data.folder import load_folder
 
     return load_folder(cfg, image_size, channels)

@@ -10,7 +10,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from models.options import OptionError
+from models.options import OptionError, suggest
 
 BUILTIN_SOURCES = ("digits", "shapes")
 CACHE_MODES = ("auto", "memory", "none")
@@ -29,10 +29,17 @@ class ShapesConfig:
     """The generated `shapes` source (pipeline.data.shapes)."""
     per_class: int = 250        # images per class (train + val + test)
     size: int = 64              # native side in pixels; other model sizes are resized from it
-    classes: int = 10           # the first N of shapes.CLASSES
+    classes: int = 10           # the first N of shapes.CLASSES ...
+    names: tuple[str, ...] = ()  # ... or these classes by name (e.g. disjoint sets for fine-tuning)
     noise: float = 8.0          # max std of the Gaussian pixel noise (0..255 scale)
     rotation: float = 20.0      # max object rotation in degrees (180: any angle)
     scale: tuple[float, float] = (0.25, 0.42)   # object radius range, fraction of the side
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        from pipeline.data.shapes import CLASSES
+
+        return tuple(self.names) or CLASSES[:self.classes]
 
     def validate(self) -> None:
         from pipeline.data.shapes import CLASSES
@@ -43,6 +50,12 @@ class ShapesConfig:
             raise OptionError(f"data.shapes.size must be in 16..1024, got {self.size}")
         if not 2 <= self.classes <= len(CLASSES):
             raise OptionError(f"data.shapes.classes must be in 2..{len(CLASSES)}, got {self.classes}")
+        for name in self.names:
+            if name not in CLASSES:
+                raise OptionError(f"data.shapes.names: no class {name!r}{suggest(name, CLASSES)}; "
+                                  f"classes: {', '.join(CLASSES)}")
+        if self.names and (len(self.names) < 2 or len(set(self.names)) != len(self.names)):
+            raise OptionError(f"data.shapes.names needs >= 2 distinct classes, got {self.names}")
         if not 0 <= self.noise <= 128:
             raise OptionError(f"data.shapes.noise must be in 0..128, got {self.noise}")
         if not 0 <= self.rotation <= 180:

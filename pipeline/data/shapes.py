@@ -190,13 +190,14 @@ def make_scene(size: tuple[int, int], rng: np.random.Generator, *, classes: tupl
 
 
 def generate_shapes(cfg: ShapesConfig = ShapesConfig(), *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 (per_class * classes, size, size, 3) images and int32 labels (class i % classes)."""
-    n = cfg.per_class * cfg.classes
+    """uint8 (per_class * K, size, size, 3) images and int32 labels (i % K), K = len(cfg.class_names)."""
+    names = cfg.class_names
+    n = cfg.per_class * len(names)
     images = np.empty((n, cfg.size, cfg.size, 3), np.uint8)
-    labels = np.arange(n, dtype=np.int32) % cfg.classes
+    labels = np.arange(n, dtype=np.int32) % len(names)
     for i in range(n):
         images[i] = make_scene((cfg.size, cfg.size), np.random.default_rng([seed, i]),
-                               classes=CLASSES[:cfg.classes], labels=[int(labels[i])], noise=cfg.noise,
+                               classes=names, labels=[int(labels[i])], noise=cfg.noise,
                                scale=cfg.scale, rotation=cfg.rotation)[0]
     return images, labels
 
@@ -211,7 +212,7 @@ def write_image_folder(out_dir: str | os.PathLike, cfg: ShapesConfig = ShapesCon
     images, labels = generate_shapes(cfg, seed=seed)
     for i, (image, label) in enumerate(tqdm(list(zip(images, labels)), desc=f"writing {out}",
                                             unit="img", disable=len(images) < 500, leave=False)):
-        with atomic_path(out / CLASSES[label] / f"{i:06d}{suffix}") as tmp:
+        with atomic_path(out / cfg.class_names[label] / f"{i:06d}{suffix}") as tmp:
             Image.fromarray(image, "RGB").save(tmp, format=fmt)
     return out
 
@@ -232,5 +233,6 @@ def make_shapes(cfg: MakeShapesConfig) -> Path:
     s = cfg.shapes
     out = write_image_folder(cfg.out, s, seed=cfg.seed, suffix="." + cfg.format)
     save_config(cfg, out / "shapes.yaml")    # a loose file: image-folder loading ignores it
-    print(f"wrote {s.per_class * s.classes} images of {s.classes} classes to {out}/<class>/")
+    k = len(s.class_names)
+    print(f"wrote {s.per_class * k} images of {k} classes to {out}/<class>/")
     return out
