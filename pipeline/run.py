@@ -35,7 +35,7 @@ def quickstart_training() -> TrainConfig:
         data=DataConfig("shapes"),
         model=ModelConfig("vgg11", options={"width": 0.25, "batch_norm": True}),
         augment=AugmentConfig("standard"),
-        epochs=15, batch_size=64, optimizer="adamw", lr=0.003, weight_decay=0.05,
+        epochs=10, batch_size=64, optimizer="adamw", lr=0.003, weight_decay=0.0005,
         schedule=ScheduleConfig("cosine", warmup_epochs=1.0))
 
 

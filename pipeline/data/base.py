@@ -27,7 +27,7 @@ class DataError(OptionError):
 @dataclass(frozen=True)
 class ShapesConfig:
     """The generated `shapes` source (pipeline.data.shapes)."""
-    per_class: int = 250        # images per class (train + val + test)
+    per_class: int = 1000       # images per class (train + val + test); fewer -> deep nets memorise
     size: int = 64              # native side in pixels; other model sizes are resized from it
     classes: int = 10           # the first N of shapes.CLASSES ...
     names: tuple[str, ...] = ()  # ... or these classes by name (e.g. disjoint sets for fine-tuning)
