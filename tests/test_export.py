@@ -207,7 +207,9 @@ def test_gate_judges_each_threshold():
     gate = GateConfig(tflite_int8=0.8, max_accuracy_drop=0.1)
     assert judge(FORMATS["tflite_int8"], n, gate) == [
         "accuracy drop 12.50 points > 10.00 (Keras 1.0000, file 0.8750)"]
-    assert judge(FORMATS["tflite_fp32"], n, gate) == ["top-1 agreement 0.8750 < 0.9950"]
+    assert judge(FORMATS["tflite_fp32"], n, gate) == [
+        "top-1 agreement 0.8750 < 0.9950 (accuracy: Keras 1.0000, file 0.8750; "
+        "gate.tflite_fp32=... sets the threshold)"]
     assert judge(FORMATS["tflite_fp32"], n, GateConfig(tflite_fp32=0.8)) == []
     err = GateError(["tflite_int8 (model_int8.tflite): top-1 agreement 0.9 < 0.97", "onnx (model.onnx): x"])
     assert str(err).splitlines() == ["parity gate failed, no artifact written:",

@@ -36,7 +36,9 @@ def judge(spec: FormatSpec, numbers: dict[str, Any], gate: Any) -> list[str]:
     reasons = []
     need = gate.min_agreement(spec.name)
     if numbers["top1_agreement"] < need:
-        reasons.append(f"top-1 agreement {numbers['top1_agreement']:.4f} < {need:.4f}")
+        reasons.append(f"top-1 agreement {numbers['top1_agreement']:.4f} < {need:.4f} "
+                       f"(accuracy: Keras {numbers['accuracy_keras']:.4f}, file {numbers['accuracy']:.4f}; "
+                       f"gate.{spec.name}=... sets the threshold)")
     if spec.lossy and numbers["accuracy_drop"] > gate.max_accuracy_drop + 1e-12:
         reasons.append(f"accuracy drop {100 * numbers['accuracy_drop']:.2f} points > "
                        f"{100 * gate.max_accuracy_drop:.2f} (Keras {numbers['accuracy_keras']:.4f}, "
