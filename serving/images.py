@@ -8,9 +8,11 @@ naming the file and the problem. No TensorFlow import: this runs on devices too.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Union
 
@@ -38,25 +40,11 @@ def _name(source: Source, name: str | None) -> str:
     return getattr(source, "name", None) or "<uploaded image>"
 
 
-def open_image(source: Source, *, name: str | None = None,
-               max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Decode fully (first frame), apply EXIF orientation; raise ImageError on any problem."""
-    label = _name(source, name)
-    if isinstance(source, bytes):
-        source = io.BytesIO(source)
+@contextlib.contextmanager
+def _image_errors(label: str) -> Iterator[None]:
+    """Turn whatever Pillow raises while opening/decoding into one ImageError line."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(source)
-            if img.format not in FORMATS:
-                raise ImageError(f"{label}: unsupported image format {img.format} "
-                                 f"(supported: {', '.join(sorted(FORMATS - {'MPO'}))})")
-            w, h = img.size
-            if w * h > max_pixels:
-                raise ImageError(f"{label}: {w}x{h} pixels is over the limit of {max_pixels:,}")
-            img.seek(0)
-            img.load()
-            img = ImageOps.exif_transpose(img)
+        yield
     except ImageError:
         raise
     except FileNotFoundError:
@@ -69,6 +57,36 @@ def open_image(source: Source, *, name: str | None = None,
         raise ImageError(f"{label}: too many pixels (decompression bomb guard)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise ImageError(f"{label}: truncated or corrupt image ({e})") from None
+
+
+def _check_format(img: Image.Image, label: str) -> None:
+    if img.format not in FORMATS:
+        raise ImageError(f"{label}: unsupported image format {img.format} "
+                         f"(supported: {', '.join(sorted(FORMATS - {'MPO'}))})")
+
+
+def probe_image(path: str | os.PathLike) -> None:
+    """Header-only check (readable, supported format) for files that are decoded later."""
+    with _image_errors(str(path)), Image.open(path) as img:
+        _check_format(img, str(path))
+
+
+def open_image(source: Source, *, name: str | None = None,
+               max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode fully (first frame), apply EXIF orientation; raise ImageError on any problem."""
+    label = _name(source, name)
+    if isinstance(source, bytes):
+        source = io.BytesIO(source)
+    with _image_errors(label), warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        img = Image.open(source)
+        _check_format(img, label)
+        w, h = img.size
+        if w * h > max_pixels:
+            raise ImageError(f"{label}: {w}x{h} pixels is over the limit of {max_pixels:,}")
+        img.seek(0)
+        img.load()
+        img = ImageOps.exif_transpose(img)
     return img
 
 

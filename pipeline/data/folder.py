@@ -14,13 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from models.options import OptionError
 from pipeline.data.base import DataConfig, DataError, Dataset, Split
 from pipeline.data.split import stratified_split
-from serving.images import FORMATS, ImageError, load_image
+from serving.images import ImageError, load_image, probe_image
 
 SPLIT_DIRS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 SHOW_BAD = 3   # names listed in the skip warning
@@ -76,20 +75,6 @@ def find_split_folders(cfg: DataConfig) -> dict[str, Path]:
     return folders
 
 
-def probe(path: str) -> None:
-    """Header-only check (format and readability) for files decoded later in tf.data."""
-    try:
-        with Image.open(path) as img:
-            fmt = img.format
-    except UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image, or a format Pillow cannot read") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise ImageError(f"{path}: truncated or corrupt image ({e})") from None
-    if fmt not in FORMATS:
-        raise ImageError(f"{path}: unsupported image format {fmt} "
-                         f"(supported: {', '.join(sorted(FORMATS - {'MPO'}))})")
-
-
 def _report_bad(bad: list[str], total: int) -> None:
     names = ", ".join(Path(b).name for b in bad[:SHOW_BAD]) + (", ..." if len(bad) > SHOW_BAD else "")
     warnings.warn(f"skipped {len(bad)} of {total} files that could not be decoded "
@@ -130,7 +115,7 @@ def _probe_files(paths: list[str], skip_bad_files: bool) -> tuple[np.ndarray, li
     for i, p in enumerate(tqdm(paths, desc="checking images", unit="img",
                                disable=len(paths) < 2000, leave=False)):
         try:
-            probe(p)
+            probe_image(p)
         except ImageError as e:
             if not skip_bad_files:
                 raise DataError(str(e)) from None
