@@ -1,4 +1,4 @@
-"""Every registered model, on tiny inputs: builds, trains a step, saves/loads, has a tf_keras
+"""Every registered model, on tiny inputs: builds, trains (loss falls), saves/loads, has a tf_keras
 twin, exposes its feature maps. Parametrized over the registry, so a new family is covered
 the moment it is registered."""
 import keras
@@ -48,16 +48,21 @@ def test_forward_shape_and_probabilities(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_one_training_step_lowers_loss(name):
+def test_training_lowers_loss(name):
+    """Twenty Adam steps on one fixed batch must cut the loss by a clear margin. One SGD step
+    (the old test) moved the loss by less than the machine's float rounding for mobilenetv2
+    (1.994 -> 2.075 on one CPU, lower on another). Both losses are taken in training mode
+    (batch statistics), so they depend on the weights alone, not on BatchNorm's moving averages.
+    Measured ratios after/before: 0.84 (lenet, sigmoid) down to 0.000 (vgg11); 0.9 leaves room."""
     model = tiny(name)
     x = images(8)
     y = keras.utils.to_categorical(np.arange(8) % 5, 5)
     loss_fn = keras.losses.CategoricalCrossentropy()
     before = float(loss_fn(y, model(x, training=True)))
-    model.compile(optimizer=keras.optimizers.SGD(1e-3), loss=loss_fn, jit_compile=False)
-    model.train_on_batch(x, y)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss_fn, jit_compile=False)
+    model.fit(x, y, batch_size=8, epochs=20, shuffle=False, verbose=0)
     after = float(loss_fn(y, model(x, training=True)))
-    assert after < before, (before, after)
+    assert after < 0.9 * before, (before, after)
 
 
 @pytest.mark.parametrize("name", NAMES)
