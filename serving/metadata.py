@@ -9,6 +9,16 @@ quantized, which `.keras` file it came from (sha256) and what produced it. It li
   - .keras: nothing embedded - the DataContract inside the zip is enough, and read_metadata
     synthesises the same document from it (format "keras", float32 in and out).
 This module is the only place that knows the layout; export writes with it, serving reads.
+
+Self-verifying files: the embedded document of a .tflite/.onnx file carries DIGEST_KEY, the
+sha256 of the whole file with that digest's own 64 hex characters written as zeros. So every
+other byte - graph, weights, the rest of the metadata - is covered, and a file copied to a
+device without its manifest.json still refuses to load once one byte of it has changed
+(embed_* seal the file; read_tflite_metadata/read_onnx_metadata check it). Both formats store
+the JSON verbatim (a flatbuffer uint8 vector, a protobuf string), which is what makes the
+in-place seal possible. A .keras file is a zip: its members' CRC-32s are checked instead.
+ONNX metadata is read with protobuf's wire format alone (no `onnx` package), so an edge
+install (LiteRT + ONNX Runtime, no TensorFlow) can read and verify both formats.
 """
 from __future__ import annotations
 
@@ -29,6 +39,9 @@ PRODUCER_VERSION = "0.1.0"
 TFLITE_IDENTIFIER = b"TFL3"
 DTYPES = ("float32", "float16", "uint8", "int8")
 REQUIRED = ("schema", "format", "contract", "input", "output")
+DIGEST_KEY = "content_sha256"
+_UNSEALED = "0" * 64
+ONNX_METADATA_PROPS = 14   # ModelProto.metadata_props (onnx.proto); entries: key = 1, value = 2
 
 
 class ArtifactError(ValueError):
@@ -111,8 +124,38 @@ def _decode(raw: bytes, where: str) -> dict[str, Any]:
 
 
 def _encode(meta: Mapping[str, Any]) -> bytes:
+    """The JSON to embed, with an unsealed (all-zero) digest as its last key."""
+    meta = {k: v for k, v in meta.items() if k != DIGEST_KEY}
     validate_metadata(dict(meta), "<metadata to embed>")
-    return json.dumps(meta, sort_keys=False).encode("utf-8")
+    return json.dumps({**meta, DIGEST_KEY: _UNSEALED}, sort_keys=False).encode("utf-8")
+
+
+def _digest_field(hexdigest: str) -> bytes:
+    return json.dumps({DIGEST_KEY: hexdigest})[1:-1].encode("utf-8")   # '"content_sha256": "..."'
+
+
+def seal(data: bytes) -> bytes:
+    """Write the sha256 of `data` (which holds exactly one unsealed digest) into that digest."""
+    blank = _digest_field(_UNSEALED)
+    if data.count(blank) != 1:
+        raise ArtifactError(f"<model bytes>: expected one unsealed {DIGEST_KEY}, found {data.count(blank)}")
+    return data.replace(blank, _digest_field(hashlib.sha256(data).hexdigest()))
+
+
+def verify_seal(data: bytes, meta: Mapping[str, Any], where: str) -> None:
+    """ArtifactError unless `data` hashes (digest blanked) to the digest its metadata claims."""
+    claimed = meta.get(DIGEST_KEY)
+    if not isinstance(claimed, str) or len(claimed) != 64:
+        raise ArtifactError(f"{where}: artifact metadata has no {DIGEST_KEY} (exported by an older "
+                            "version, or not sealed): re-export it")
+    field = _digest_field(claimed)
+    if data.count(field) != 1:
+        raise ArtifactError(f"{where}: the file is damaged (its {DIGEST_KEY} is not where the "
+                            "metadata says)")
+    actual = hashlib.sha256(data.replace(field, _digest_field(_UNSEALED))).hexdigest()
+    if actual != claimed:
+        raise ArtifactError(f"{where}: the file was changed or damaged: its content hashes to "
+                            f"{actual[:12]}..., its metadata says {claimed[:12]}...")
 
 
 def _load_bytes(path_or_bytes: str | os.PathLike | bytes) -> tuple[bytes, str]:
@@ -148,7 +191,9 @@ def read_tflite_metadata(path_or_bytes: str | os.PathLike | bytes) -> dict[str, 
                 raw = buf[buffer.Offset(): buffer.Offset() + buffer.Size()]
             else:
                 raw = buffer.DataAsNumpy().tobytes() if buffer.DataLength() else b""
-            return _decode(raw, where)
+            meta = _decode(raw, where)
+            verify_seal(buf, meta, where)
+            return meta
     except ArtifactError:
         raise
     except Exception as e:  # a flatbuffer with bad offsets raises struct/index errors
@@ -157,7 +202,8 @@ def read_tflite_metadata(path_or_bytes: str | os.PathLike | bytes) -> dict[str, 
 
 
 def embed_tflite_metadata(tflite_bytes: bytes, meta: Mapping[str, Any]) -> bytes:
-    """Return the flatbuffer with `meta` stored under METADATA_KEY (an old entry is replaced).
+    """Return the flatbuffer with `meta` stored under METADATA_KEY (an old entry's buffer is
+    reused), sealed with its content digest.
 
     Every other table (graph, weights, signatures, other metadata) is repacked unchanged."""
     import flatbuffers
@@ -170,44 +216,72 @@ def embed_tflite_metadata(tflite_bytes: bytes, meta: Mapping[str, Any]) -> bytes
     if any(b is not None and b.offset > 1 for b in model.buffers or []):
         raise ArtifactError("<tflite bytes>: buffers stored outside the flatbuffer (models over "
                             "2 GB) are not supported for metadata embedding")
-    kept = [m for m in (model.metadata or []) if (m.name or b"") not in (METADATA_KEY, METADATA_KEY.encode())]
+    ours = [m for m in (model.metadata or []) if (m.name or b"") in (METADATA_KEY, METADATA_KEY.encode())]
     buffer = fb.BufferT()
     buffer.data = np.frombuffer(payload, dtype=np.uint8)  # ndarray: packed in one copy
-    model.buffers = list(model.buffers or []) + [buffer]
-    entry = fb.MetadataT()
-    entry.name = METADATA_KEY
-    entry.buffer = len(model.buffers) - 1
-    model.metadata = kept + [entry]
+    model.buffers = list(model.buffers or [])
+    if ours:   # re-embedding: overwrite the old entry's buffer, leave no orphan behind
+        model.buffers[ours[0].buffer] = buffer
+        model.metadata = [m for m in model.metadata if m is ours[0] or m not in ours]
+    else:
+        model.buffers.append(buffer)
+        entry = fb.MetadataT()
+        entry.name = METADATA_KEY
+        entry.buffer = len(model.buffers) - 1
+        model.metadata = list(model.metadata or []) + [entry]
     builder = flatbuffers.Builder(len(tflite_bytes) + len(payload) + 1024)
     builder.Finish(model.Pack(builder), file_identifier=TFLITE_IDENTIFIER)
-    return bytes(builder.Output())
+    return seal(bytes(builder.Output()))
 
 
 # --- ONNX --------------------------------------------------------------------------------
 
-def embed_onnx_metadata(onnx_model_proto: Any, meta: Mapping[str, Any]) -> None:
-    """Store `meta` in the ModelProto's metadata_props under METADATA_KEY (in place)."""
+def embed_onnx_metadata(onnx_model_proto: Any, meta: Mapping[str, Any]) -> bytes:
+    """Store `meta` in the ModelProto's metadata_props under METADATA_KEY (in place; an old
+    entry is replaced) and return the serialized model, sealed with its content digest."""
     payload = _encode(meta).decode("utf-8")
     props = onnx_model_proto.metadata_props
     for i in reversed(range(len(props))):
         if props[i].key == METADATA_KEY:
             del props[i]
     props.add(key=METADATA_KEY, value=payload)
+    return seal(onnx_model_proto.SerializeToString())
+
+
+def _onnx_metadata_props(buf: bytes, where: str) -> dict[str, str]:
+    """ModelProto.metadata_props read from the protobuf wire format (no `onnx` package)."""
+    from google.protobuf import empty_pb2
+    from google.protobuf.message import DecodeError
+    from google.protobuf.unknown_fields import UnknownFieldSet
+
+    def fields(data: bytes) -> Any:
+        msg = empty_pb2.Empty()   # no fields declared: every field lands in the unknown set
+        msg.ParseFromString(data)
+        return UnknownFieldSet(msg)
+
+    props = {}
+    try:
+        for f in fields(buf):
+            if f.field_number == ONNX_METADATA_PROPS and f.wire_type == 2:
+                kv = {g.field_number: g.data for g in fields(f.data) if g.wire_type == 2}
+                props[kv.get(1, b"").decode("utf-8")] = kv.get(2, b"").decode("utf-8")
+    except (DecodeError, UnicodeDecodeError) as e:
+        raise ArtifactError(f"{where}: not a readable ONNX model ({type(e).__name__}: {e})") from None
+    if not props and not buf.startswith(b"\x08"):   # field 1 (ir_version, varint) comes first
+        raise ArtifactError(f"{where}: not a readable ONNX model (no ir_version field)")
+    return props
 
 
 def read_onnx_metadata(path: str | os.PathLike | bytes) -> dict[str, Any] | None:
-    """The embedded document, or None when metadata_props has no METADATA_KEY."""
-    import onnx
-
+    """The embedded document (content digest checked), or None when metadata_props has no
+    METADATA_KEY."""
     buf, where = _load_bytes(path)
-    try:
-        proto = onnx.load_model_from_string(buf)
-    except Exception as e:  # protobuf DecodeError and friends
-        raise ArtifactError(f"{where}: not a readable ONNX model ({type(e).__name__}: {e})") from None
-    for prop in proto.metadata_props:
-        if prop.key == METADATA_KEY:
-            return _decode(prop.value.encode("utf-8"), where)
-    return None
+    value = _onnx_metadata_props(buf, where).get(METADATA_KEY)
+    if value is None:
+        return None
+    meta = _decode(value.encode("utf-8"), where)
+    verify_seal(buf, meta, where)
+    return meta
 
 
 # --- any file ----------------------------------------------------------------------------
@@ -220,6 +294,21 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def _check_zip(path: Path) -> None:
+    """Every member of a .keras zip read in full against its CRC-32 (zipfile.testzip)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise ArtifactError(f"{path}: the file was changed or damaged ({e})") from None
+    except Exception as e:   # zlib.error and friends from a damaged compressed member
+        raise ArtifactError(f"{path}: the file was changed or damaged ({type(e).__name__}: {e})") from None
+    if bad is not None:
+        raise ArtifactError(f"{path}: the file was changed or damaged (bad CRC-32 in {bad})")
+
+
 def keras_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """The document a .keras file would carry, synthesised from its DataContract."""
     from models.io import ModelFileError, read_contract
@@ -229,6 +318,7 @@ def keras_metadata(path: str | os.PathLike) -> dict[str, Any]:
         contract = read_contract(path)
     except ModelFileError as e:
         raise ArtifactError(str(e)) from None
+    _check_zip(path)
     h, w, c = contract.input_shape
     meta = build_metadata(
         format="keras", contract=contract,

@@ -64,6 +64,4 @@ def embed(data: bytes, meta: dict[str, Any]) -> bytes:
 
     from serving.metadata import embed_onnx_metadata
 
-    proto = onnx.load_from_string(data)
-    embed_onnx_metadata(proto, meta)
-    return proto.SerializeToString()
+    return embed_onnx_metadata(onnx.load_from_string(data), meta)   # serialized and sealed
