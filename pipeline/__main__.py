@@ -38,6 +38,15 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
 }
 
 
+# commands that train or build Keras models in this process: TensorFlow is imported up front
+# with its INFO lines dropped (serving.native_logs); verbose=2 shows them
+USES_TENSORFLOW = {"run", "train", "finetune", "augment-preview"}
+
+# what `pip install .` alone (or the edge extra) leaves out; a command that needs it says so
+TRAINING_STACK = {"tensorflow", "keras", "tf_keras", "tensorflow_model_optimization", "tf2onnx", "onnx",
+                  "sklearn", "matplotlib", "pycocotools"}
+
+
 def _is_domain_error(e: BaseException) -> bool:
     """Errors defined by this project (ModelFileError, ExportError, ...) carry one-line
     messages meant for the user; a ValueError from a library is a bug and keeps its traceback."""
@@ -81,6 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     options = [f"{positional}={a}" if positional and "=" not in a else a for a in args.options]
     try:
         cfg = load_config(cfg_cls, options, args.config)
+        if getattr(cfg, "verbose", 1) is not True and getattr(cfg, "verbose", 1) >= 2:
+            os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"   # everything, for this process and its workers
+        if args.command in USES_TENSORFLOW:
+            from serving.native_logs import import_tensorflow
+
+            import_tensorflow()
         getattr(mod, fn_name)(cfg)
     except OptionError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -93,6 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as e:
+        if (e.name or "").split(".")[0] not in TRAINING_STACK:
+            raise
+        print(f"error: `{args.command}` needs the training stack, and {e.name} is not installed "
+              "(pip install 'cnn-mobile-pipeline[train]', or `make setup` in a checkout)", file=sys.stderr)
+        return 1
     return 0
 
 

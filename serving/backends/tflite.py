@@ -34,14 +34,17 @@ class TFLiteBackend(Backend):
         super().__init__()
         from ai_edge_litert.interpreter import Interpreter
 
+        from serving.native_logs import filtered
+
         self.threads = 1 if threads is None else int(threads)
         where = "<tflite bytes>" if isinstance(source, bytes) else str(source)
         try:
-            if isinstance(source, bytes):
-                self._interp = Interpreter(model_content=source, num_threads=self.threads)
-            else:
-                self._interp = Interpreter(model_path=str(Path(source)), num_threads=self.threads)
-            self._interp.allocate_tensors()
+            with filtered():   # LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate" line
+                if isinstance(source, bytes):
+                    self._interp = Interpreter(model_content=source, num_threads=self.threads)
+                else:
+                    self._interp = Interpreter(model_path=str(Path(source)), num_threads=self.threads)
+                self._interp.allocate_tensors()
         except ValueError as e:  # LiteRT reports unreadable models as ValueError
             raise ArtifactError(f"{where}: LiteRT cannot load this model ({e})") from None
         ins, outs = self._interp.get_input_details(), self._interp.get_output_details()
