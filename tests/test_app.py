@@ -298,3 +298,27 @@ def test_detection_artifact_gets_threshold_sliders_and_a_clear_line(app, demo_ru
     assert not at.exception
     assert texts(at.error) == ["A: det/model_fp32.tflite: a detection model, but this serving runtime "
                                "has no detection decoder yet (serving.Runner.detect)"]
+
+
+def test_a_refused_upload_is_named_as_uploaded_and_leaves_no_temp_files(app, demo_runs_root, tmp_path,
+                                                                        monkeypatch):
+    """Errors name the file as the user called it (not the temp folder it was saved in), and
+    the saved copy is removed whether the upload loads or not."""
+    from serving.demo import inference
+
+    base = tmp_path / "uploads"
+    monkeypatch.setattr(inference, "UPLOAD_DIR", base)
+    at = _upload_model(app(demo_runs_root), "my model.tflite", b"\x00" * 64)
+    (error,) = texts(at.error)
+    assert error.startswith("my model.tflite: not a TFLite flatbuffer"), error
+    assert str(base) not in error and "upload-" not in error
+    good = (demo_runs_root / RUN / "export" / "model_fp32.tflite").read_bytes()
+    model = inference.open_upload("mine.tflite", good, base=base)
+    assert model.name == "mine.tflite" and model.runner.predict(
+        np.zeros((1, *model.runner.contract.input_shape), np.uint8)).shape[0] == 1
+    assert not list(base.iterdir())                  # nothing left on disk, the model still runs
+    damaged = bytearray(good)
+    damaged[len(good) // 2] ^= 0xFF
+    with pytest.raises(inference.DemoError, match=r"^mine\.tflite: the file was changed or damaged"):
+        inference.open_upload("mine.tflite", bytes(damaged), base=base)
+    assert not list(base.iterdir())

@@ -2,6 +2,7 @@
 
     check_image(name, data)        -> decoded PIL image (size + pixel limits, ImageError)
     store_upload(name, data, ...)  -> an uploaded .tflite/.onnx (and manifest) saved on disk
+    open_upload(name, data, ...)   -> DemoModel of an upload; its temp files are gone afterwards
     open_model(path, manifest)     -> DemoModel: serving.Runner + facts (warmed up once)
     classify(model, name, data)    -> one answer: label, score, top-k, latency
     detect(model, name, data)      -> one detection result (boxes, scores, labels)
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import shutil
 import tempfile
 import threading
 from dataclasses import dataclass, field
@@ -25,12 +27,14 @@ import serving
 from models.atomic import write_bytes
 from serving.demo.catalog import human_size, parity_line
 from serving.demo.settings import (
+    LOAD_ERRORS,
     MAX_IMAGE_BYTES,
     MAX_IMAGE_PIXELS,
     MAX_MANIFEST_BYTES,
     MAX_MODEL_BYTES,
     MODEL_SUFFIXES,
     DemoError,
+    one_line,
 )
 from serving.images import ImageError, open_image
 from serving.manifest import MANIFEST_NAME, find_entry
@@ -81,6 +85,10 @@ def _safe_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in base) or "model"
 
 
+def upload_key(data: bytes, manifest: bytes | None = None) -> str:
+    return hashlib.sha256(data + b"\0" + (manifest or b"")).hexdigest()[:24]
+
+
 def store_upload(name: str, data: bytes, manifest: bytes | None = None, *,
                  base: Path = UPLOAD_DIR) -> tuple[Path, Path | None]:
     """Save an uploaded model (and its manifest.json) under base/<sha256>/ so serving.load
@@ -96,8 +104,7 @@ def store_upload(name: str, data: bytes, manifest: bytes | None = None, *,
                         f"{human_size(MAX_MODEL_BYTES)}")
     if manifest is not None and len(manifest) > MAX_MANIFEST_BYTES:
         raise DemoError(f"{MANIFEST_NAME}: over the limit of {human_size(MAX_MANIFEST_BYTES)}")
-    key = hashlib.sha256(data + b"\0" + (manifest or b"")).hexdigest()[:24]
-    folder = base / key
+    folder = base / upload_key(data, manifest)
     path = folder / clean
     if not path.is_file():
         write_bytes(path, data)
@@ -117,6 +124,28 @@ def open_model(path: Path, manifest: Path | str | None = "auto", *, name: str | 
     sha = entry["sha256"] if entry else sha256_file(path)
     return DemoModel(runner=runner, name=name or path.name, size_bytes=path.stat().st_size,
                      sha256=sha, verified=verified)
+
+
+def open_upload(name: str, data: bytes, manifest: bytes | None = None, *,
+                base: Path | None = None) -> DemoModel:
+    """Load an uploaded model (and check it against its manifest, when given) from a private
+    temp folder that is removed again at once: LiteRT maps the file and ONNX Runtime reads it,
+    so neither needs it afterwards. A refused upload is one DemoError naming the file as the
+    user called it, never the server-side path it was saved under."""
+    base = UPLOAD_DIR if base is None else base
+    base.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="upload-", dir=base))
+    try:
+        path, manifest_path = store_upload(name, data, manifest, base=folder)
+        try:
+            return open_model(path, str(manifest_path) if manifest_path else None, name=name)
+        except LOAD_ERRORS as e:
+            message = one_line(e).replace(str(path), name)
+            if manifest_path is not None:
+                message = message.replace(str(manifest_path), MANIFEST_NAME)
+            raise DemoError(message.replace(str(folder), "<upload>")) from None
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _named(name: str, data: bytes) -> io.BytesIO:

@@ -30,34 +30,27 @@ from serving.demo.inference import (
     detect,
     model_facts,
     open_model,
+    open_upload,
     results_document,
-    store_upload,
+    upload_key,
 )
 from serving.demo.samples import list_samples
 from serving.demo.settings import (
     IMAGE_TYPES,
+    LOAD_ERRORS,
     MAX_IMAGE_BYTES,
     MAX_IMAGES,
     MAX_MODEL_BYTES,
     RUNS_ENV,
     TOPK,
     DemoError,
+    one_line,
     runs_root,
 )
 from serving.images import ImageError
 
 SLOTS = ("A", "B")
 FROM_RUNS, FROM_UPLOAD = "Exported runs", "Upload a file"
-# what a user can get wrong at the model boundary: ArtifactError/DemoError/ImageError are
-# ValueErrors; LiteRT reports some broken files as RuntimeError; OSError for unreadable files
-LOAD_ERRORS = (ValueError, RuntimeError, OSError)
-
-
-def one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
-
-
 def no_runs_message(root: Path) -> str:
     return (f"**No exported models found in `{root}` yet.** The demo runs exported files "
             "(`.tflite`, `.onnx`) the way a phone or edge board would, so make one first:\n\n"
@@ -78,6 +71,14 @@ def _cached_model(path: str, fingerprint: str, manifest: str | None, name: str) 
     upload's sha256) makes a changed file load, and be verified, again."""
     del fingerprint   # part of the cache key only
     return open_model(Path(path), manifest, name=name)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading model…")
+def _cached_upload(key: str, name: str, _data: bytes, _manifest: bytes | None) -> DemoModel:
+    """One DemoModel per upload (key: sha256 of the file and its manifest); the bytes are not
+    hashed again by Streamlit (leading underscore) and not kept on disk (open_upload)."""
+    del key   # part of the cache key only
+    return open_upload(name, _data, _manifest)
 
 
 def _fingerprint(path: Path) -> str:
@@ -107,9 +108,9 @@ def load_upload() -> DemoModel | None:
         st.info("Upload a `.tflite` or `.onnx` file exported by `python -m pipeline export` "
                 "(its metadata carries the labels and preprocessing).")
         return None
+    data, man_data = up.getvalue(), (man.getvalue() if man else None)
     try:
-        path, manifest = store_upload(up.name, up.getvalue(), man.getvalue() if man else None)
-        return _cached_model(str(path), path.parent.name, str(manifest) if manifest else None, up.name)
+        return _cached_upload(upload_key(data, man_data), up.name, data, man_data)
     except LOAD_ERRORS as e:
         st.error(one_line(e))
         return None

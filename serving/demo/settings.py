@@ -25,6 +25,16 @@ class DemoError(ValueError):
     """A bad demo input (upload, argument, run folder); str() is one line naming it."""
 
 
+# what a user can get wrong at the model boundary: ArtifactError/DemoError/ImageError are
+# ValueErrors; LiteRT reports some broken files as RuntimeError; OSError for unreadable files
+LOAD_ERRORS = (ValueError, RuntimeError, OSError)
+
+
+def one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
 def runs_root(argv: Sequence[str], environ: Mapping[str, str], default: str | os.PathLike) -> Path:
     """The runs root from `--runs DIR` / `--runs=DIR` in argv, else environ[RUNS_ENV], else
     `default`. Any other argument is a DemoError (a typo must not silently fall back)."""
