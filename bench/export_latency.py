@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -30,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from models.atomic import write_json  # noqa: E402
+from serving.machine import measured_on  # noqa: E402
 
 GOALS = {"fp32_vs_matmul": 0.5, "int8_speedup": 1.5, "int8_max_drop": 0.01, "max_overhead_pct": 15.0}
 
@@ -184,8 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         print(table(results[-1], matmul), flush=True)
     matmul_after = matmul_gflops()
     print(f"numpy fp32 matmul again at the end: {matmul_after:.1f} GFLOP/s")
-    write_json(args.json, {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                                       "load_avg": os.getloadavg()},
+    write_json(args.json, {"machine": measured_on(),
                            "matmul_gflops": matmul, "matmul_gflops_end": matmul_after,
                            "threads": 1, "goals": GOALS, "models": results})
     print(f"wrote {args.json}")

@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.atomic import atomic_path, write_json  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
+from serving.machine import measured_on  # noqa: E402
 
 SOURCE = "circle,square,triangle,star,cross,ring"
 TARGET = "hexagon,crescent,arrow,heart,semicircle,frame"
@@ -101,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"fine-tuning reached scratch's final val accuracy ({final_s:.3f}) at epoch "
           f"{reach if reach else 'never'} of {args.epochs}")
     write_json(out.with_suffix(".json"), {
-        "args": vars(args), "curves": curves, "epochs_to_reach_scratch_final": reach,
+        "args": vars(args), "machine": measured_on(), "curves": curves,
+        "epochs_to_reach_scratch_final": reach,
         "finetuned": {k: ft.metrics[k] for k in ("val_accuracy", "test_accuracy", "train_seconds")},
         "scratch": {k: scratch.metrics[k] for k in ("val_accuracy", "test_accuracy", "train_seconds")}})
     print(f"finetuned={ft.metrics['val_accuracy']:.4f} scratch={scratch.metrics['val_accuracy']:.4f}")

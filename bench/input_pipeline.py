@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
@@ -27,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from models.atomic import write_json  # noqa: E402
+from serving.machine import measured_on  # noqa: E402
 
 GOAL = 0.10
 
@@ -153,8 +153,7 @@ def main(argv: list[str] | None = None) -> int:
               "batch": args.batch, "steps": args.steps, "warmup": args.warmup, "rounds": args.rounds,
               "pipeline_only_img_s": round(alone, 1),
               "pipeline_only_cpu_ms_img": round(alone_cpu, 4), "goal_overhead": GOAL, "rows": rows,
-              "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                          "tensorflow": tf.__version__, "keras": keras.__version__}}
+              "machine": measured_on()}
     write_json(args.out, result)
     print(f"wrote {args.out}")
     return 0

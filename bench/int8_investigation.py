@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from models.atomic import write_json  # noqa: E402
+from serving.machine import measured_on  # noqa: E402
 
 
 def xnnpack_coverage(data: bytes) -> dict:
@@ -207,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         row["xnnpack_best_ms"], row["builtin_best_ms"] = min(row["xnnpack_ms"]), min(row["builtin_ms"])
         print(f"{key:<44}{row['nodes']:>6}{row['partitions']:>6}{row['outside']:>8}"
               f"{row['xnnpack_best_ms']:>11.2f}{row['builtin_best_ms']:>11.2f}  {row['outside_ops']}")
-    write_json(args.json, {"size": args.size, "threads": 1, "load_avg": os.getloadavg(), "files": rows})
+    write_json(args.json, {"size": args.size, "threads": 1, "machine": measured_on(), "files": rows})
     print(f"wrote {args.json}")
     return 0
 

@@ -22,6 +22,7 @@ from models.atomic import atomic_path, write_json  # noqa: E402
 from models.options import OptionError, parse_kv, replace_checked  # noqa: E402
 from serving.backends import BACKENDS  # noqa: E402
 from serving.benchmark import format_table, run  # noqa: E402
+from serving.machine import measured_on  # noqa: E402
 
 
 @dataclass
@@ -89,7 +90,8 @@ def main(argv: list[str]) -> int:
         return 2
     print(format_table(results))
     out = Path(cfg.out)
-    write_json(out.with_suffix(".json"), {"config": asdict(cfg), "results": results})
+    write_json(out.with_suffix(".json"),
+               {"config": asdict(cfg), "machine": measured_on(), "results": results})
     plot(results, out.with_suffix(".png"))
     print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.png')}")
     return 0

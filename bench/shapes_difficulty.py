@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from models.atomic import atomic_path, write_json  # noqa: E402
+from serving.machine import measured_on  # noqa: E402
 
 
 def linear_baseline(data, seed: int) -> dict:
@@ -128,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['seconds']:>9.1f}")
     print(f"chance: {1 / data.num_classes:.3f}")
     out = Path(args.out)
-    write_json(out, {"bench": "shapes_difficulty", "data": data.summary(), "seed": args.seed,
+    write_json(out, {"bench": "shapes_difficulty", "machine": measured_on(), "data": data.summary(),
+                     "seed": args.seed,
                      "chance": 1 / data.num_classes, "rows": rows})
     plot(rows, out.with_suffix(".png"))
     print(f"wrote {out} and {out.with_suffix('.png')}")

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 from models.atomic import atomic_path, write_json, write_text
 from models.options import OptionError
+from serving.machine import describe
 
 REPORT_FILES = ("report.md", "report.json", "pareto.png")
 
@@ -67,6 +68,28 @@ def pareto_front(rows: list[dict[str, Any]]) -> list[str]:
     return [r["file"] for r in rows
             if not any(o["size_kb"] <= r["size_kb"] and o["p50_ms"] <= r["p50_ms"]
                        and (o["size_kb"], o["p50_ms"]) != (r["size_kb"], r["p50_ms"]) for o in rows)]
+
+
+ACCURACY_SLACK = 0.01   # a recommended file may be at most 1 point less accurate than Keras
+
+
+def recommend(rows: list[dict[str, Any]], keras_accuracy: float | None) -> dict[str, Any] | None:
+    """The file to ship on the machine the report ran on: the lowest p50 latency among the files
+    that passed the parity gate and lose at most ACCURACY_SLACK of accuracy against Keras (ties:
+    the smaller file). Chosen from this run's own measurements, so on an AVX2-only CPU (int8
+    slower than fp32) and a VNNI one the answer can differ for the same export."""
+    ok = [r for r in rows if r.get("gate_passed") is not False
+          and (keras_accuracy is None or r.get("accuracy") is None
+               or r["accuracy"] >= keras_accuracy - ACCURACY_SLACK)]
+    if not ok:
+        return None
+    best = min(ok, key=lambda r: (r["p50_ms"], r["size_kb"]))
+    fastest = min(rows, key=lambda r: r["p50_ms"])
+    why = (f"fastest file that passed the gate within {100 * ACCURACY_SLACK:.0f} point of Keras' "
+           f"accuracy: p50 {best['p50_ms']:.3f} ms, {best['size_kb']:.1f} KB")
+    if fastest is not best:
+        why += f" ({fastest['file']} is faster but less accurate or failed the gate)"
+    return {"file": best["file"], "format": best["format"], "why": why}
 
 
 def plot(rows: list[dict[str, Any]], front: list[str], path: Path, title: str) -> Path:
@@ -125,7 +148,15 @@ def markdown(report: dict[str, Any]) -> str:
             f"{_fmt(r['top1_agreement'], '.4f')} | {_fmt(r['max_abs_diff'], '.2g')} | "
             f"{'-' if r['gate_passed'] is None else ('pass' if r['gate_passed'] else 'FAIL')} |")
     lines += ["", f"Pareto front (no other file is both smaller and faster): "
-              f"{', '.join(report['pareto_front'])}.", "", "![size vs latency](pareto.png)", ""]
+              f"{', '.join(report['pareto_front'])}."]
+    rec = report.get("recommended")
+    lines += ["", f"**Recommended on this machine: `{rec['file']}`** ({rec['why']})." if rec else
+              "No file passed the gate within the accuracy slack: none is recommended."]
+    if b.get("machine"):
+        lines += ["", f"Measured on {describe(b['machine'])}, int8 dot-product instructions: "
+                  f"{'yes' if b['machine'].get('int8_dot_product') else 'no'}; runtimes "
+                  + ", ".join(f"{k} {v}" for k, v in b["machine"].get("runtimes", {}).items()) + "."]
+    lines += ["", "![size vs latency](pareto.png)", ""]
     return "\n".join(lines)
 
 
@@ -145,11 +176,11 @@ def report(cfg: ReportConfig) -> dict[str, Any]:
         rows.append(_row(art, bench))
         machine = bench["machine"]
     keras_row = None
+    keras_acc = next((r["accuracy_keras"] for r in rows if r["accuracy_keras"] is not None), None)
     source_model = run_dir / manifest["source"].get("model", "model.keras")
     if cfg.keras and source_model.is_file():
         bench = benchmark(source_model, runs=max(1, cfg.runs // 5), warmup=min(cfg.warmup, 2),
                           manifest=None, progress=cfg.verbose)
-        keras_acc = next((r["accuracy_keras"] for r in rows if r["accuracy_keras"] is not None), None)
         keras_row = {**_row({"file": source_model.name, "format": "keras",
                              "size_bytes": source_model.stat().st_size}, bench),
                      "accuracy": keras_acc}
@@ -159,7 +190,8 @@ def report(cfg: ReportConfig) -> dict[str, Any]:
               "benchmark": {"threads": cfg.threads, "runs": cfg.runs, "warmup": cfg.warmup,
                             "batch": 1, "machine": machine},
               "training_metrics": json.loads(metrics.read_text()) if metrics.is_file() else None,
-              "rows": rows, "keras": keras_row, "pareto_front": front}
+              "rows": rows, "keras": keras_row, "pareto_front": front,
+              "recommended": recommend(rows, keras_acc)}
     write_json(out / "report.json", result)
     write_text(out / "report.md", markdown(result))
     plot(rows, front, out / "pareto.png", f"{run_dir.name}: exported variants "

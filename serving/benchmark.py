@@ -10,7 +10,6 @@ loaded before, e.g. TensorFlow in a test run).
 from __future__ import annotations
 
 import os
-import platform
 import resource
 import sys
 import time
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from models.options import OptionError
+from serving.machine import describe, machine_info
 
 
 def _stats(seconds: list[float]) -> dict[str, float]:
@@ -70,8 +70,7 @@ def run(path: str | os.PathLike, *, threads: int | None = None, runs: int = 100,
         "load_ms": load_ms, "latency_ms": latency, "invoke_ms": raw,
         "overhead_ms": overhead_ms, "overhead_pct": 100.0 * overhead_ms / latency["mean"],
         "throughput_ips": batch * runs / sum(e2e), "peak_rss_mb": _peak_rss_mb(),
-        "machine": {"python": platform.python_version(), "cpu": platform.machine(),
-                    "cpus": os.cpu_count()},
+        "machine": machine_info(),
     }
 
 
@@ -90,4 +89,6 @@ def format_table(results: list[dict[str, Any]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
              for row in rows]
-    return "\n".join([lines[0], "-" * len(lines[0]), *lines[1:]])
+    table = "\n".join([lines[0], "-" * len(lines[0]), *lines[1:]])
+    machines = {describe(r["machine"]) for r in results if r.get("machine")}
+    return "\n".join([table, *(f"measured on {m}" for m in sorted(machines))])

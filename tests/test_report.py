@@ -5,7 +5,8 @@ import json
 import shutil
 
 from pipeline.__main__ import main
-from pipeline.report import pareto_front
+from pipeline.report import pareto_front, recommend
+from serving.machine import machine_info
 
 
 def _copy(digits_run, digits_export, dest):
@@ -32,6 +33,28 @@ def test_report_writes_md_json_png(digits_run, digits_export, tmp_path):
     md = (run / "report.md").read_text()
     assert "| file | format | size KB | p50 ms |" in md and all(f in md for f in files)
     assert (run / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    machine = data["benchmark"]["machine"]
+    assert machine == machine_info() and machine["isa"] and "onnxruntime" in machine["runtimes"]
+    rec = data["recommended"]["file"]
+    assert rec in files and f"Recommended on this machine: `{rec}`" in md
+    assert "Measured on " in md and "int8 dot-product instructions: " in md
+
+
+def _r(file, p50, size, acc, passed=True):
+    return {"file": file, "format": file, "p50_ms": p50, "size_kb": size, "accuracy": acc,
+            "gate_passed": passed}
+
+
+def test_recommend_is_the_fastest_file_that_passed_within_a_point_of_keras():
+    rows = [_r("fp32", 1.2, 900, 0.95), _r("int8", 0.8, 250, 0.945), _r("fp16", 1.1, 450, 0.95)]
+    assert recommend(rows, 0.95)["file"] == "int8"              # 0.5 point lost: allowed
+    rows[1]["accuracy"] = 0.93                                  # 2 points lost: not allowed
+    rec = recommend(rows, 0.95)
+    assert rec["file"] == "fp16" and "int8 is faster but less accurate" in rec["why"]
+    rows[2]["gate_passed"] = False
+    assert recommend(rows, 0.95)["file"] == "fp32"
+    assert recommend([_r("a", 1.0, 10, 0.5, passed=False)], 0.9) is None
+    assert recommend([_r("a", 1.0, 20, None), _r("b", 1.0, 10, None)], None)["file"] == "b"   # tie: smaller
 
 
 def test_report_refuses_a_tampered_file(digits_run, digits_export, tmp_path, capsys):
