@@ -1,26 +1,55 @@
-# Quick start:  make run  (set up + main job)   |   make test  (set up + test suite)
+# Quick start:  make run  (set up + main job)   |   make test  (set up + test suite, full and edge)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
+EDGE   ?= .venv-edge
+# every install is pinned to the complete resolved set in constraints.txt (refresh: make lock)
+PIP_C  := -m pip install -q -c constraints.txt
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: setup run test test-all lint
+.PHONY: setup setup-edge run test test-full test-edge test-all lint lock
 setup: $(VENV)/.installed
+setup-edge: $(EDGE)/.installed
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt
+	$(PY) $(PIP_C) pip
+	$(PY) $(PIP_C) -r requirements.txt
+	touch $@
+
+# what a device installs: the package with its `edge` extra (LiteRT + ONNX Runtime, no
+# TensorFlow, no Keras), plus pytest to prove it
+$(EDGE)/.installed: pyproject.toml constraints.txt
+	test -x $(EDGE)/bin/python || $(PYTHON) -m venv $(EDGE)
+	$(EDGE)/bin/python $(PIP_C) pip
+	$(EDGE)/bin/python $(PIP_C) -e ".[edge]" pytest pytest-timeout
 	touch $@
 
 run: setup
 	$(PY) -m pipeline run
 
-test: setup
+test: test-full test-edge
+
+test-full: setup
 	$(PY) -m pytest -m "not slow"
 
-test-all: setup
+# serving in the edge venv, on files exported by the full venv (tests/edge/conftest.py)
+test-edge: setup setup-edge
+	FULL_PYTHON=$(abspath $(PY)) $(EDGE)/bin/python -m pytest tests/edge
+
+test-all: setup setup-edge
 	$(PY) -m pytest
+	FULL_PYTHON=$(abspath $(PY)) $(EDGE)/bin/python -m pytest tests/edge
 
 lint: setup
 	$(VENV)/bin/ruff check .
+
+# re-resolve requirements.txt in a fresh venv and pin everything it installed
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install -q --upgrade pip
+	.lock-venv/bin/python -m pip install -q -r requirements.txt
+	{ sed -n '/^#/p' constraints.txt; .lock-venv/bin/python -m pip freeze --all; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf .lock-venv

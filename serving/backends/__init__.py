@@ -28,6 +28,24 @@ BACKENDS: dict[str, tuple[str, str]] = {
     ".onnx": ("serving.backends.onnx", "OnnxBackend"),
     ".keras": ("serving.backends.keras", "KerasBackend"),
 }
+# suffix -> (the library its backend runs on, the package extra that installs it)
+RUNTIMES: dict[str, tuple[str, str]] = {
+    ".tflite": ("ai_edge_litert", "edge"), ".onnx": ("onnxruntime", "edge"), ".keras": ("keras", "train"),
+}
+
+
+def require_runtime(path: str | os.PathLike, suffix: str | None = None) -> None:
+    """ArtifactError naming the file and the missing library when this install cannot serve it
+    (an edge install has no Keras; a bare `pip install .` has no runtime at all)."""
+    import importlib.util
+
+    suffix = (suffix or Path(path).suffix).lower()
+    module, extra = RUNTIMES[suffix]
+    if importlib.util.find_spec(module) is None:
+        hint = ("; a device without TensorFlow serves the exported .tflite/.onnx files"
+                if extra == "train" else "")
+        raise ArtifactError(f"{path}: serving a {suffix} file needs {module}, which is not installed "
+                            f"(pip install 'cnn-mobile-pipeline[{extra}]'){hint}")
 
 
 @dataclass(frozen=True)
@@ -97,9 +115,11 @@ def backend_class(suffix: str) -> type[Backend]:
 def backend_for(path: str | os.PathLike, suffix: str | None = None) -> type[Backend]:
     """The Backend class for `path` by its suffix; ArtifactError('<path>: ...') if unsupported."""
     try:
-        return backend_class(suffix or Path(path).suffix)
+        cls = backend_class(suffix or Path(path).suffix)
     except ArtifactError as e:
         raise ArtifactError(f"{path}: {e}") from None
+    require_runtime(path, suffix)
+    return cls
 
 
 def open_backend(source: str | os.PathLike | bytes, *, suffix: str | None = None,
@@ -108,7 +128,9 @@ def open_backend(source: str | os.PathLike | bytes, *, suffix: str | None = None
     if isinstance(source, (bytes, bytearray)):
         if suffix is None:
             raise ValueError("open_backend(bytes) needs suffix='.tflite' or '.onnx'")
-        return backend_class(suffix)(bytes(source), threads=threads)
+        cls = backend_class(suffix)
+        require_runtime("<model bytes>", suffix)
+        return cls(bytes(source), threads=threads)
     path = Path(source)
     cls = backend_for(path, suffix)
     if not path.is_file():
