@@ -71,9 +71,26 @@ def probe_image(path: str | os.PathLike) -> None:
         _check_format(img, str(path))
 
 
+# EXIF orientations that swap width and height (transpose, rotate 90/270, transverse)
+_SWAPS_AXES = {5, 6, 7, 8}
+
+
+def _draft(img: Image.Image, size: tuple[int, int]) -> None:
+    """Let libjpeg decode a large JPEG at 1/2, 1/4 or 1/8 scale (DCT scaling, Pillow's draft
+    mode), never below `size` (H, W after EXIF orientation), so the exact resize that follows
+    still works from at least the target resolution. A 12 MP photo for a 64x64 model is decoded
+    at 1/8 (500x375) instead of 4000x3000. An image within 2x of `size` is decoded in full, so
+    images already at model size give exactly the answers they always did."""
+    h, w = size
+    if img.getexif().get(0x0112) in _SWAPS_AXES:
+        h, w = w, h
+    img.draft(img.mode, (w, h))
+
+
 def open_image(source: Source, *, name: str | None = None,
-               max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Decode fully (first frame), apply EXIF orientation; raise ImageError on any problem."""
+               max_pixels: int = DEFAULT_MAX_PIXELS, draft: tuple[int, int] | None = None) -> Image.Image:
+    """Decode fully (first frame), apply EXIF orientation; raise ImageError on any problem.
+    draft=(H, W): a JPEG may be decoded at a reduced scale that stays >= (H, W) (see _draft)."""
     label = _name(source, name)
     if isinstance(source, bytes):
         source = io.BytesIO(source)
@@ -85,6 +102,8 @@ def open_image(source: Source, *, name: str | None = None,
         if w * h > max_pixels:
             raise ImageError(f"{label}: {w}x{h} pixels is over the limit of {max_pixels:,}")
         img.seek(0)
+        if draft is not None and img.format in ("JPEG", "MPO"):
+            _draft(img, draft)
         img.load()
         img = ImageOps.exif_transpose(img)
     return img
@@ -121,8 +140,9 @@ def convert_mode(img: Image.Image, channels: int) -> Image.Image:
 def load_image(source: Source, *, size: tuple[int, int] | None, channels: int = 3,
                resample: str = "bilinear", name: str | None = None,
                max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode `source` to uint8 (H, W, channels), resized to size=(H, W) unless None."""
-    img = convert_mode(open_image(source, name=name, max_pixels=max_pixels), channels)
+    """Decode `source` to uint8 (H, W, channels), resized to size=(H, W) unless None (a large
+    JPEG is decoded at reduced scale first: open_image's draft)."""
+    img = convert_mode(open_image(source, name=name, max_pixels=max_pixels, draft=size), channels)
     if size is not None and img.size != (size[1], size[0]):
         if resample not in RESAMPLE:
             raise ValueError(f"resample must be one of {sorted(RESAMPLE)}, got {resample!r}")
