@@ -1,6 +1,6 @@
 """python -m serving COMMAND key=value ...
 
-    python -m serving predict model=export/model_fp32.tflite source=photos/ [topk=5] [json=true]
+    python -m serving predict model=export/model_fp32.tflite source=photos/ [topk=5] [json=true] [tta=flip]
     python -m serving benchmark model=export/model_int8.tflite [threads=1] [runs=100] [json=true]
 
 A thin layer over serving.load / Runner.classify and serving.benchmark.run. Options are typed
@@ -32,13 +32,18 @@ class PredictConfig:
     json: bool = False         # JSON lines instead of a table
     threads: int | None = None  # TFLite/ONNX intra-op threads (default 1)
     manifest: str = "auto"     # auto (manifest.json beside the model) | none | a manifest path
+    tta: str = "none"          # none | flip (2 views) | flip_crop (10 views): average the probabilities
 
     def validate(self) -> None:
+        from serving.tta import MODES
+
         for key in ("model", "source"):
             if not getattr(self, key):
                 raise OptionError(f"{key}=... is required")
         if self.topk < 1:
             raise OptionError(f"topk must be >= 1, got {self.topk}")
+        if self.tta not in MODES:
+            raise OptionError(f"tta: {self.tta!r} is not one of {', '.join(MODES)}{suggest(self.tta, MODES)}")
 
 
 @dataclass
@@ -85,7 +90,7 @@ def predict(cfg: PredictConfig) -> int:
         print(f"{'file':<40} {'label':<16} {'score':>7} {'ms':>8}  top-{cfg.topk}")
     for f in files:
         try:
-            (res,) = runner.classify([f], topk=cfg.topk)
+            (res,) = runner.classify([f], topk=cfg.topk, tta=cfg.tta)
         except ImageError as e:
             failed += 1
             print(f"error: {e}", file=sys.stderr)

@@ -25,6 +25,9 @@ from serving import postprocess, preprocess
 from serving.backends import Backend, TensorSpec, backend_for, open_backend
 from serving.manifest import find_entry, read_manifest, verify_file
 from serving.metadata import ArtifactError, read_metadata
+from serving.tta import average as tta_average
+from serving.tta import check_mode
+from serving.tta import views as tta_views
 
 
 @dataclass(frozen=True)
@@ -85,20 +88,25 @@ class Runner:
     def labels(self) -> tuple[str, ...]:
         return self.contract.labels
 
-    def predict(self, images: np.ndarray) -> np.ndarray:
+    def predict(self, images: np.ndarray, tta: str = "none") -> np.ndarray:
         """Pixels uint8 (N, H, W, C) (or one (H, W, C)) at the contract size -> float32
-        probabilities (N, K)."""
+        probabilities (N, K). tta="flip"/"flip_crop" averages over 2/10 views (serving.tta)."""
+        if tta != "none":
+            batch = preprocess.check_batch(images, self.contract)
+            return tta_average([self.predict(v) for v in tta_views(batch, tta)])
         x = preprocess.to_input(images, self.contract, self.input)
         raw = self.backend.run(x)
         return postprocess.to_probabilities(raw, self.contract, self.output)
 
-    def classify(self, sources: Iterable[preprocess.Source], topk: int = 5) -> list[Prediction]:
+    def classify(self, sources: Iterable[preprocess.Source], topk: int = 5,
+                 tta: str = "none") -> list[Prediction]:
         """Decode each image (path, bytes or file object), predict one at a time and label it.
         A bad image raises serving.images.ImageError naming it."""
+        check_mode(tta)
         results = []
         for i, source in enumerate(sources):
             t0 = time.perf_counter()
-            probs = self.predict(preprocess.load_images([source], self.contract))[0]
+            probs = self.predict(preprocess.load_images([source], self.contract), tta=tta)[0]
             best = postprocess.topk(probs, self.labels, topk)
             name = str(source) if isinstance(source, (str, os.PathLike)) else (
                 getattr(source, "name", None) or f"<image {i}>")

@@ -322,3 +322,15 @@ def test_a_refused_upload_is_named_as_uploaded_and_leaves_no_temp_files(app, dem
     with pytest.raises(inference.DemoError, match=r"^mine\.tflite: the file was changed or damaged"):
         inference.open_upload("mine.tflite", bytes(damaged), base=base)
     assert not list(base.iterdir())
+
+
+def test_tta_checkbox_averages_over_views(app, demo_runs_root):
+    at = app(demo_runs_root)
+    at = upload_images(at, ("circle.png", (SAMPLES / "circle.png").read_bytes()))
+    plain = next(t for t in texts(at.markdown) if t.startswith("**A: "))
+    assert "TTA" not in plain
+    at.checkbox(key="tta_on").check().run()
+    at.radio(key="tta").set_value("flip_crop").run()
+    assert not at.exception and not at.error
+    answer = next(t for t in texts(at.markdown) if t.startswith("**A: "))
+    assert answer.endswith("TTA: 10 views")

@@ -117,6 +117,7 @@ def test_tampered_file_is_refused(exported, tmp_path, name):
     (["formats=onnx,onnx"], "onnx listed twice"),
     (["gate.tflite_int8=1.5"], "gate.tflite_int8: top-1 agreement must be in 0..1"),
     (["gate.tflite_in8=0.9"], "unknown key 'gate.tflite_in8' (did you mean: tflite_int8"),
+    (["gate.tta=flp"], "gate.tta: 'flp' is not one of none, flip, flip_crop (did you mean: flip"),
     (["calib=/no/such/folder"], "'/no/such/folder': no such folder"),
 ])
 def test_bad_option_fails_before_any_work(digits_run, tmp_path, capsys, monkeypatch, args, message):
@@ -252,6 +253,7 @@ def test_logits_model_is_compared_as_probabilities(tmp_path):
                             output="logits")
     save_model(set_contract(keras.Model(inp, logits), contract), tmp_path / "m.keras")
     result = export(ExportConfig(model=str(tmp_path / "m.keras"), calib="digits",
-                                 formats=("tflite_fp32",), verbose=False))
+                                 formats=("tflite_fp32",), verbose=False, gate=GateConfig(tta="flip")))
     parity = result.artifacts[0]["parity"]
     assert parity["passed"] and parity["max_abs_diff"] < 1e-5 and parity["top1_agreement"] == 1.0
+    assert parity["tta"] == "flip" and 0.0 <= parity["accuracy_tta"] <= 1.0   # reported, not gated

@@ -31,6 +31,8 @@ class GateConfig:
     max_accuracy_drop: float = 0.02
     max_abs_diff: float | None = None   # optional bound on |p_artifact - p_keras|, every format
     samples: int = 0                    # held-out images compared; 0 = the whole test split
+    tta: str = "none"                   # also measure each file's accuracy with test-time
+                                        # augmentation (flip | flip_crop): accuracy_tta
 
     def min_agreement(self, fmt: str) -> float:
         return float(getattr(self, fmt))
@@ -47,6 +49,13 @@ class GateConfig:
             raise OptionError(f"gate.max_abs_diff: must be >= 0, got {self.max_abs_diff}")
         if self.samples < 0:
             raise OptionError(f"gate.samples: must be >= 0, got {self.samples}")
+        from serving.tta import MODES
+
+        if self.tta not in MODES:
+            from models.options import suggest
+
+            raise OptionError(f"gate.tta: {self.tta!r} is not one of {', '.join(MODES)}"
+                              f"{suggest(self.tta, MODES)}")
 
 
 @dataclass(frozen=True)

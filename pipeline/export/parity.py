@@ -6,6 +6,8 @@ it, and is compared with the Keras model's probabilities on the same uint8 pixel
   max/mean |p_artifact - p_keras|, top-1 agreement, accuracy of both, accuracy drop.
 A format passes when top-1 agreement >= gate.<format> and, for lossy (quantized) formats,
 the accuracy drop <= gate.max_accuracy_drop (and |dp| <= gate.max_abs_diff when set).
+With gate.tta=flip|flip_crop each file's accuracy under test-time augmentation is measured too
+(accuracy_tta, reported beside the gate's numbers; the gate itself compares plain predictions).
 """
 from __future__ import annotations
 
@@ -58,6 +60,9 @@ def check_artifact(path: Path, spec: FormatSpec, images: np.ndarray, labels: np.
     probs = runner.predict(images)
     numbers = compare(reference, probs, labels)
     reasons = judge(spec, numbers, gate)
+    if gate.tta != "none":   # reported, not gated: what averaging over views buys on this file
+        numbers["tta"] = gate.tta
+        numbers["accuracy_tta"] = float(np.mean(runner.predict(images, tta=gate.tta).argmax(1) == labels))
     return {**numbers,
             "min_top1_agreement": gate.min_agreement(spec.name),
             "max_accuracy_drop": gate.max_accuracy_drop if spec.lossy else None,

@@ -154,14 +154,14 @@ def _named(name: str, data: bytes) -> io.BytesIO:
     return src
 
 
-def classify(model: DemoModel, name: str, data: bytes, topk: int) -> dict[str, Any]:
+def classify(model: DemoModel, name: str, data: bytes, topk: int, tta: str = "none") -> dict[str, Any]:
     """One image through one model: label, score, top-k pairs, latency (decode + preprocess +
-    model + postprocess) and model_ms (the interpreter call alone)."""
+    model + postprocess, all views with tta) and model_ms (the last interpreter call alone)."""
     with model.lock:
-        pred = model.runner.classify([_named(name, data)], topk=topk)[0]
+        pred = model.runner.classify([_named(name, data)], topk=topk, tta=tta)[0]
         model_ms = model.runner.backend.last_invoke_s * 1e3
     return {"model": model.name, "label": pred.label, "score": round(pred.score, 6),
-            "topk": [[label, round(p, 6)] for label, p in pred.topk],
+            "topk": [[label, round(p, 6)] for label, p in pred.topk], "tta": tta,
             "latency_ms": round(pred.latency_ms, 3), "model_ms": round(model_ms, 3)}
 
 

@@ -177,8 +177,9 @@ def choose_images(samples_dir: Path) -> list[tuple[str, bytes]]:
 
 
 def show_classification(slot: str, answer: dict[str, Any]) -> None:
+    views = {"flip": " · TTA: 2 views", "flip_crop": " · TTA: 10 views"}.get(answer.get("tta", "none"), "")
     st.markdown(f"**{slot}: {answer['label']}** · {answer['score']:.1%} · "
-                f"latency {answer['latency_ms']:.2f} ms (model {answer['model_ms']:.2f} ms)")
+                f"latency {answer['latency_ms']:.2f} ms (model {answer['model_ms']:.2f} ms){views}")
     labels = [label for label, _ in answer["topk"]]
     probs = [p for _, p in answer["topk"]]
     st.table({"label": labels, "probability": [f"{p:.4f}" for p in probs]}, hide_index=True)
@@ -215,7 +216,7 @@ def answer_one(slot: str, model: DemoModel, name: str, data: bytes, preview: Ima
             st.markdown(f"**{slot}: {model.name}** · latency {raw.get('latency_ms', 0):.2f} ms")
             rows = show_detections(preview, raw, model.labels, key=key, **settings["detection"])
             return {"model": model.name, "detections": rows, "latency_ms": raw.get("latency_ms")}
-        answer = classify(model, name, data, settings["topk"])
+        answer = classify(model, name, data, settings["topk"], settings.get("tta", "none"))
         show_classification(slot, answer)
         return answer
     except LOAD_ERRORS as e:
@@ -269,6 +270,12 @@ def sidebar_settings(models: Sequence[DemoModel]) -> dict[str, Any]:
     classifiers = [m for m in models if m.task == "classification"]
     k = min((len(m.labels) for m in classifiers), default=1)
     topk = sb.slider("Top-k", 1, min(10, k), min(TOPK, k), key="topk") if k > 1 else 1
+    tta = "none"
+    if classifiers and sb.checkbox("Test-time augmentation", key="tta_on",
+                                   help="average the probabilities over mirrored (and cropped) views "
+                                        "of each image (d2l 14.1); mirroring suits objects, not text"):
+        tta = sb.radio("Views", ["flip", "flip_crop"], key="tta", horizontal=True,
+                       format_func=lambda m: {"flip": "flip (2)", "flip_crop": "flip + 5 crops (10)"}[m])
     detection = None
     if any(m.task == "detection" for m in models):
         extra = next(m.runner.contract.extra for m in models if m.task == "detection")
@@ -277,7 +284,7 @@ def sidebar_settings(models: Sequence[DemoModel]) -> dict[str, Any]:
                                          float(extra.get("score_threshold", 0.25)), 0.01, key="score"),
             "iou_threshold": sb.slider("NMS IoU threshold", 0.05, 1.0,
                                        float(extra.get("iou_threshold", 0.45)), 0.01, key="iou")}
-    return {"topk": topk, "detection": detection}
+    return {"topk": topk, "tta": tta, "detection": detection}
 
 
 def main(argv: Sequence[str], *, app_dir: str | os.PathLike) -> None:
