@@ -334,3 +334,9 @@ def test_tta_checkbox_averages_over_views(app, demo_runs_root):
     assert not at.exception and not at.error
     answer = next(t for t in texts(at.markdown) if t.startswith("**A: "))
     assert answer.endswith("TTA: 10 views")
+
+
+def test_only_samples_of_the_models_labels_are_offered(app, demo_runs_root):
+    at = app(demo_runs_root)
+    assert sorted(at.multiselect(key="samples").options) == ["circle.png", "square.png", "star.png",
+                                                            "triangle.png"]   # no digits, no cross

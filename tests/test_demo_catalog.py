@@ -92,3 +92,30 @@ def test_samples_are_listed_and_reproducible():
     for name, data in rendered.items():
         committed = np.asarray(Image.open(SAMPLES / name))
         assert np.array_equal(np.asarray(Image.open(io.BytesIO(data))), committed), name
+
+
+def test_the_page_opens_on_the_file_the_report_recommends(demo_runs_root, tmp_path):
+    import json
+
+    root = tmp_path / "runs"
+    shutil.copytree(demo_runs_root / RUN, root / RUN)
+    cat = scan_runs(root)
+    assert cat.default_index() == 0 and not any(a.recommended for a in cat.artifacts)   # no report yet
+    report = {"recommended": {"file": "model_int8_uint8io.tflite"}}
+    (root / RUN / "report.json").write_text(json.dumps(report))
+    cat = scan_runs(root)
+    chosen = cat.artifacts[cat.default_index()]
+    assert chosen.file == "model_int8_uint8io.tflite" and "recommended by the report" in chosen.label
+    (root / RUN / "report.json").write_text("{broken")
+    assert scan_runs(root).default_index() == 0          # an unreadable report is no recommendation
+
+
+def test_samples_are_offered_only_to_models_with_their_labels():
+    from serving.demo.samples import sample_label, samples_for
+
+    every = list_samples(SAMPLES)
+    assert sample_label("digit_3.png") == "3" and sample_label("circle.png") == "circle"
+    shapes = samples_for(every, ("circle", "square", "triangle", "star", "cross", "ring", "heart"))
+    assert set(shapes) == {"circle.png", "square.png", "triangle.png", "star.png", "cross.png", "ring.png"}
+    assert set(samples_for(every, tuple(str(d) for d in range(10)))) == {"digit_3.png", "digit_7.png"}
+    assert samples_for(every, ("cat", "dog")) == {}

@@ -9,6 +9,7 @@ be read is reported as a problem (one line), not a crash, and its files are stil
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ class Artifact:
     sha256: str | None = None
     parity: dict[str, Any] = field(default_factory=dict)
     manifest: Path | None = None      # the manifest listing this file
+    recommended: bool = False         # the run's report.json recommends it for the machine it ran on
 
     @property
     def file(self) -> str:
@@ -41,7 +43,8 @@ class Artifact:
         """One line for a select box: run / file · format · size · parity."""
         fmt = self.format or "not in a manifest"
         size = human_size(self.size_bytes)
-        return f"{self.run} / {self.file} · {fmt} · {size} · {parity_line(self.parity)}"
+        star = " · ★ recommended by the report" if self.recommended else ""
+        return f"{self.run} / {self.file} · {fmt} · {size} · {parity_line(self.parity)}{star}"
 
 
 @dataclass
@@ -49,6 +52,11 @@ class Catalog:
     root: Path
     artifacts: list[Artifact]
     problems: list[str]               # one line per unreadable run/manifest
+
+    def default_index(self) -> int:
+        """What the page opens on: the first run's recommended file (`pipeline report` chose it
+        from latency measured on its machine), else the first file."""
+        return next((i for i, a in enumerate(self.artifacts) if a.recommended), 0)
 
 
 def human_size(n: int) -> str:
@@ -94,6 +102,16 @@ def _run_name(export_dir: Path, root: Path) -> str:
     return rel.as_posix() if rel.parts else (run_dir.name or ".")
 
 
+def _recommended(export_dir: Path) -> str | None:
+    """The file report.json (in the run dir above the export) recommends, if there is one."""
+    report = (export_dir.parent if export_dir.name == EXPORT_DIR else export_dir) / "report.json"
+    try:
+        rec = json.loads(report.read_text(encoding="utf-8")).get("recommended") or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    return rec.get("file") if isinstance(rec, dict) else None
+
+
 def scan_runs(root: str | Path) -> Catalog:
     """Every exported .tflite/.onnx under `root` (see module docstring), sorted by run, file."""
     root = Path(root)
@@ -107,6 +125,7 @@ def scan_runs(root: str | Path) -> Catalog:
         except ArtifactError as e:
             catalog.problems.append(str(e))
         run = _run_name(export_dir, root)
+        best = _recommended(export_dir)
         for path in sorted(p for p in export_dir.iterdir() if p.suffix.lower() in MODEL_SUFFIXES
                            and p.is_file() and not p.name.startswith(".")):
             entry = find_entry(manifest, path.name) if manifest else None
@@ -114,6 +133,6 @@ def scan_runs(root: str | Path) -> Catalog:
                 run=run, path=path, size_bytes=path.stat().st_size,
                 format=(entry or {}).get("format"), sha256=(entry or {}).get("sha256"),
                 parity=dict((entry or {}).get("parity") or {}),
-                manifest=Path(manifest["path"]) if entry else None))
+                manifest=Path(manifest["path"]) if entry else None, recommended=path.name == best))
     catalog.artifacts.sort(key=lambda a: (a.run, a.file))
     return catalog

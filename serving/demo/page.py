@@ -34,7 +34,7 @@ from serving.demo.inference import (
     results_document,
     upload_key,
 )
-from serving.demo.samples import list_samples
+from serving.demo.samples import list_samples, sample_label, samples_for
 from serving.demo.settings import (
     IMAGE_TYPES,
     LOAD_ERRORS,
@@ -133,7 +133,8 @@ def choose_models(root: Path) -> list[DemoModel]:
         st.info(no_runs_message(root))
         return []
     else:
-        i = sb.selectbox("A: artifact", range(len(arts)), format_func=lambda k: arts[k].label, key="art_a")
+        i = sb.selectbox("A: artifact", range(len(arts)), index=catalog.default_index(),
+                         format_func=lambda k: arts[k].label, key="art_a")
         first = load_artifact(arts[i])
     if first is None:
         return []
@@ -159,14 +160,20 @@ def show_facts(models: Sequence[DemoModel]) -> None:
 
 # --- images ---------------------------------------------------------------------------------
 
-def choose_images(samples_dir: Path) -> list[tuple[str, bytes]]:
+def choose_images(samples_dir: Path, models: Sequence[DemoModel] = ()) -> list[tuple[str, bytes]]:
     st.subheader("Images")
     left, right = st.columns(2)
     uploads = left.file_uploader(
         f"Upload images ({', '.join(IMAGE_TYPES)}; up to {MAX_IMAGE_BYTES // 2**20} MB each)",
         type=list(IMAGE_TYPES), accept_multiple_files=True, key="images",
         max_upload_size=MAX_IMAGE_BYTES // 2**20)
-    samples = list_samples(samples_dir)
+    every = list_samples(samples_dir)
+    labels = [label for m in models for label in m.labels]
+    samples = samples_for(every, labels) if models else every
+    if every and not samples:
+        right.caption(f"No built-in sample shows one of this model's labels ({', '.join(labels[:6])}"
+                      f"{', ...' if len(labels) > 6 else ''}); the samples are "
+                      f"{', '.join(sorted({sample_label(n) for n in every}))}. Upload your own images.")
     picked = right.multiselect("…or pick built-in samples", list(samples), key="samples")
     images = [(f.name, f.getvalue()) for f in uploads or []]
     images += [(name, samples[name].read_bytes()) for name in picked]
@@ -304,7 +311,7 @@ def main(argv: Sequence[str], *, app_dir: str | os.PathLike) -> None:
         return
     settings = sidebar_settings(models)
     show_facts(models)
-    images = choose_images(app_dir / "samples")
+    images = choose_images(app_dir / "samples", models)
     if not images:
         st.info("Upload one or more images, or pick samples, to see the answers.")
         return
