@@ -125,7 +125,22 @@ def load_config(cls: type[T], overrides: Mapping[str, Any] | list[str] | None = 
         overrides = parse_kv(overrides)
     for key, value in (overrides or {}).items():
         _set_dotted(tree, key, value)
-    return build(cls, tree)
+    obj = build(cls, tree)
+    # which keys the user set (file or overrides), dotted, for stages whose defaults depend on
+    # the data (pipeline.recipes); not a field, so it is neither saved nor compared
+    object.__setattr__(obj, "_given", frozenset(_paths(tree)))
+    return obj
+
+
+def _paths(tree: Mapping[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for key, value in tree.items():
+        key = prefix if key == "__shorthand__" else f"{prefix}{'.' if prefix else ''}{key}"
+        if key:
+            out.append(key)
+        if isinstance(value, Mapping):
+            out += _paths(value, key)
+    return out
 
 
 def to_dict(obj: Any) -> Any:

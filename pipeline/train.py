@@ -42,14 +42,15 @@ class ModelConfig:
     """The `model:` section: `model=resnet18 model.width=0.5` (family options go to `options`)."""
     SHORTHAND: ClassVar[str] = "name"
     EXTRA: ClassVar[str] = "options"
-    name: str = "lenet_bn"
+    name: str = "auto"       # auto: a recipe picked from the data (pipeline.recipes)
     input_shape: tuple[int, int, int] | None = None   # (H, W, C); None = the data's natural shape
     options: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
         from models import resolve_config
 
-        resolve_config(self.name, self.options)   # unknown model/option -> OptionError
+        if self.name != "auto":
+            resolve_config(self.name, self.options)   # unknown model/option -> OptionError
         if self.input_shape is not None and (min(self.input_shape) < 1 or self.input_shape[2] not in (1, 3)):
             raise OptionError(f"model.input_shape must be H,W,C with C 1 or 3, got {self.input_shape}")
 
@@ -237,6 +238,11 @@ def train(cfg: TrainConfig, *, init: Initializer | None = None) -> TrainResult:
     from pipeline.optim import lr_curve
 
     k = placement.keras_module()
+    recipe = None
+    if init is None:
+        from pipeline.recipes import apply as apply_recipe
+
+        cfg, recipe = apply_recipe(cfg)   # model=auto: values from the data where the user set none
     cfg = dataclasses.replace(cfg, out=str(cfg.run_dir()))
     paths = runs.run_paths(cfg.out, placement.worker_index)
     resuming = runs.prepare(paths, to_dict(cfg), overwrite=cfg.overwrite)
@@ -248,6 +254,8 @@ def train(cfg: TrainConfig, *, init: Initializer | None = None) -> TrainResult:
     if len(data.train) == 0:
         raise DataError(f"data={cfg.data.source}: the training split is empty")
     say = print if cfg.verbose else (lambda *a, **kw: None)
+    if recipe:
+        say(recipe)
     say(f"train: {data.summary()}; {placement.kind} strategy, {placement.replicas} replica(s), "
         f"{'resuming' if resuming else 'run dir'} {paths.root}")
 
