@@ -5,7 +5,8 @@
 
 train (pipeline.train) -> export every format under the parity gate (pipeline.export) ->
 report (pipeline.report: size, latency through the serving runtime, parity, Pareto plot),
-then print where everything is and the command that opens the demo on it. Re-running it
+then the built-in samples of the model's data set through every exported file (what the demo
+offers first), then print where everything is and the command that opens the demo on it. Re-running it
 resumes an interrupted training, and reuses a finished one made with the same options
 (overwrite=true retrains). configs/quickstart.yaml spells out the defaults below.
 """
@@ -76,6 +77,39 @@ def _finished_same(cfg: TrainConfig) -> bool:
     return saved is not None and not runs.config_changes(saved, to_dict(cfg))
 
 
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+
+
+def check_samples(export_dir: Path, artifacts: list[dict[str, Any]],
+                  samples_dir: Path = SAMPLES) -> dict[str, Any]:
+    """Every built-in sample of the model's own data set (samples/, matched by label) through
+    every exported file, as the demo will show them: {"samples": [...], "wrong": {file: {sample:
+    answer}}}. An empty "samples" list means none of them shows one of the model's labels."""
+    import serving
+    from serving.demo.samples import list_samples, sample_label, samples_for
+
+    wrong: dict[str, dict[str, str]] = {}
+    chosen: dict[str, Path] = {}
+    for art in artifacts:
+        runner = serving.load(export_dir / art["file"])
+        chosen = samples_for(list_samples(samples_dir), runner.labels)
+        for name, answer in zip(chosen, runner.classify(list(chosen.values()), topk=1)):
+            if answer.label != sample_label(name):
+                wrong.setdefault(art["file"], {})[name] = f"{answer.label} {answer.score:.2f}"
+    return {"samples": list(chosen), "wrong": wrong}
+
+
+def _samples_line(check: dict[str, Any], n_files: int) -> str:
+    if not check["samples"]:
+        return "  samples    none of samples/ shows one of this model's labels"
+    if not check["wrong"]:
+        return (f"  samples    {len(check['samples'])} built-in samples answered right by all {n_files} "
+                "files")
+    bad = "; ".join(f"{f}: " + ", ".join(f"{s} -> {a}" for s, a in w.items())
+                    for f, w in check["wrong"].items())
+    return f"  samples    WRONG answers to built-in samples: {bad}"
+
+
 def _demo_command(run_dir: Path) -> str:
     streamlit = Path(sys.executable).parent / "streamlit"
     try:
@@ -111,6 +145,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     exported = export(ExportConfig(model=str(run_dir), formats=cfg.formats, io=cfg.io, gate=cfg.gate))
     t_export = time.perf_counter() - t0 - t_train
 
+    samples = check_samples(exported.out_dir, exported.artifacts)
     rep = None
     if cfg.report:
         _banner(3, steps, "report: latency through the serving runtime, size, parity")
@@ -125,6 +160,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
           "parity gate; manifest.json)")
     if rep is not None:
         print(f"  report     {run_dir / 'report.md'}  (report.json, pareto.png)")
+    print(_samples_line(samples, len(exported.artifacts)))
     print(f"  demo       {_demo_command(run_dir)}")
     return {"run_dir": run_dir, "metrics": metrics, "export": exported, "report": rep,
-            "seconds": seconds}
+            "samples": samples, "seconds": seconds}

@@ -1,6 +1,8 @@
 """The main job end to end on tiny settings: train -> export (gated) -> report -> summary."""
 import json
 
+import pytest
+
 from pipeline.config import load_config
 from pipeline.run import RunConfig, run
 
@@ -24,9 +26,22 @@ def test_main_job_end_to_end_and_rerun_reuses_training(tmp_path, capsys):
     assert result["metrics"]["test_accuracy"] > 0.5
     printed = capsys.readouterr().out
     assert "[1/3] train" in printed and "[3/3] report" in printed
+    check = result["samples"]                       # digit_3.png and digit_7.png through every file
+    assert check["samples"] == ["digit_3.png", "digit_7.png"]
+    assert set(check["wrong"]) <= {a["file"] for a in manifest["artifacts"]}
+    assert "  samples    " in printed
     assert f"--runs {out.parent}" in printed and "streamlit run app.py" in printed
 
     mtime = (out / "model.keras").stat().st_mtime
     run(load_config(RunConfig, args))
     assert "reusing it" in capsys.readouterr().out
     assert (out / "model.keras").stat().st_mtime == mtime
+
+
+@pytest.mark.slow
+def test_quickstart_answers_every_built_in_sample_with_every_file(tmp_path):
+    """The real main job (about 5 minutes of training): the demo's shapes samples are all
+    answered right by every exported file. The quick test above covers the same path."""
+    result = run(load_config(RunConfig, [f"out={tmp_path / 'quickstart'}", "report=false"]))
+    assert result["metrics"]["test_accuracy"] >= 0.97
+    assert len(result["samples"]["samples"]) == 6 and result["samples"]["wrong"] == {}
