@@ -124,6 +124,9 @@ def main() -> int:
     ap.add_argument("--runs", default="runs/bench-recipes")
     ap.add_argument("--out", default="bench/results/recipes.json")
     args = ap.parse_args()
+    from serving.native_logs import import_tensorflow
+
+    import_tensorflow()   # without its INFO lines
     photos = Path(args.photos)
     rows = []
     for name in args.datasets.split(","):
