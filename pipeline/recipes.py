@@ -124,6 +124,10 @@ def apply(cfg: Any, facts: DataFacts | None = None) -> tuple[Any, str | None]:
     is and None when the model is not `auto`."""
     if cfg.model.name != "auto":
         return cfg, None
+    if getattr(cfg, "task", "classification") == "detection":   # the detector and its defaults
+        model = dataclasses.replace(cfg.model, name="ssd")
+        return dataclasses.replace(cfg, model=model), "recipe: detection: ssd with its default backbone " \
+            "and settings (model=ssd model.backbone=NAME to choose)"
     from pipeline.train import EarlyStoppingConfig
 
     facts = facts or data_facts(cfg.data)
