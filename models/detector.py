@@ -26,7 +26,7 @@ from typing import Any, Literal
 import numpy as np
 
 from models import boxes as B
-from models.contract import DataContract, default_normalization
+from models.contract import DataContract
 from models.layers import act, bn, conv, conv_bn_act
 from models.options import OptionError, replace_checked, suggest
 
@@ -143,18 +143,13 @@ def create_detector(name: str, *, num_classes: int, input_shape: Sequence[int],
                     **overrides: Any) -> Any:
     """Build detector `name` ("ssd") on `backbone=` any registered family; returns a keras.Model
     whose output "detections" is (B, A, 4 + num_classes + 1), with its contract attached."""
-    from models.factory import _check_input, _keras, _plain, _stem, resolve_config, set_contract
+    from models.factory import (_check_input, _keras, _plain, _stem, labels_and_normalization,
+                                resolve_config, set_contract)
 
     ssd, family_opts = split_options(name, overrides)
     cfg = resolve_config(ssd.backbone, family_opts)
     shape = _check_input(ssd.backbone, cfg, input_shape)
-    if num_classes < 1:
-        raise OptionError(f"num_classes must be >= 1, got {num_classes}")
-    labels = tuple(labels) if labels is not None else tuple(f"class_{i}" for i in range(num_classes))
-    if len(labels) != num_classes:
-        raise OptionError(f"{len(labels)} labels given for num_classes={num_classes}")
-    d_mean, d_std = default_normalization(shape[2])
-    mean, std = tuple(mean or d_mean), tuple(std or d_std)
+    labels, mean, std = labels_and_normalization(num_classes, labels, mean, std, shape[2])
 
     k = _keras(keras_module)
     lite = ssd.head == "ssdlite"
