@@ -89,3 +89,58 @@ def test_labelling_in_tf_data_marks_positives():
     n_obj = np.array([len(b) for b in split.boxes])
     assert (pos >= n_obj).all() and ((pos > 0) == (n_obj > 0)).all()   # each box claims >= 1 anchor
     assert set(np.unique(y[..., 4].numpy())) <= {0.0, 1.0, 2.0, 3.0}
+
+
+def test_killed_detection_run_resumes(tmp_path):
+    """SIGKILL after two backed-up epochs, re-run the same command: it continues, the val mAP
+    rows before the kill are kept and the best checkpoint is chosen over all epochs."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from train_helpers import ROOT, env, run_cli, train_cmd
+
+    out = tmp_path / "run"
+    args = ["task=detection", "data=shapes_det", "data.shapes_det.images=40", "data.shapes_det.size=64",
+            "model=ssd", "model.backbone=lenet_bn", "model.head_channels=16", "batch_size=8",
+            "augment=ssd", "verbose=2", "epochs=6", f"out={out}"]
+    metadata = out / "backup" / "training_metadata.json"
+    proc = subprocess.Popen(train_cmd(*args), cwd=ROOT, env=env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            try:
+                if json.loads(metadata.read_text())["epoch"] >= 2:
+                    break
+            except (OSError, ValueError, KeyError):
+                pass
+            assert proc.poll() is None, proc.stderr.read()[-2000:]
+            assert time.monotonic() < deadline, "no backup within 240 s"
+            time.sleep(0.2)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    r = run_cli(*args, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    with open(out / "logs" / "train.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 6 and {int(x["session"]) for x in rows} == {1, 2}
+    m = json.loads((out / "metrics.json").read_text())
+    best = max(range(6), key=lambda i: float(rows[i]["val_map"]))
+    assert m["resumed_from_epoch"] >= 2 and m["best_epoch"] == best + 1
+
+
+def test_detection_trains_with_mixed_precision(tmp_path):
+    cfg = load_config(TrainConfig, [
+        "task=detection", "data=shapes_det", "data.shapes_det.images=24", "data.shapes_det.size=64",
+        "model=ssd", "model.backbone=lenet_bn", "model.head_channels=16", "epochs=1", "batch_size=8",
+        "mixed_precision=true", "detection.loss=focal", "verbose=0", f"out={tmp_path / 'run'}"])
+    result = train(cfg)
+    assert result.metrics["precision"] == "mixed_bfloat16" and np.isfinite(result.metrics["val_map"])
+    import keras
+
+    assert keras.mixed_precision.global_policy().name == "float32"   # only while training
