@@ -117,7 +117,8 @@ class TrainConfig:
             raise OptionError("dropout is given twice (dropout= and model.dropout=); keep one")
         from models.detector import DETECTORS
 
-        if (self.task == "detection") != (self.model.name in DETECTORS):
+        # model=auto (main's pipeline.recipes) picks ssd for task=detection after validation
+        if self.model.name != "auto" and (self.task == "detection") != (self.model.name in DETECTORS):
             raise OptionError(f"task={self.task} with model={self.model.name}: " + (
                 "a detector needs model=ssd model.backbone=<family>" if self.task == "detection"
                 else "a detector trains with task=detection"))
