@@ -16,6 +16,7 @@ _LAZY = {
     "list_models": "models.factory", "build_twin": "models.factory",
     "get_contract": "models.factory", "set_contract": "models.factory",
     "resolve_config": "models.factory",
+    "create_detector": "models.detector", "anchors_of": "models.detector",
     "register_model": "models.registry", "Family": "models.registry",
     "UnknownModelError": "models.registry",
     "save_model": "models.io", "load_model": "models.io", "read_contract": "models.io",

@@ -1,4 +1,7 @@
-"""python -m models list | summary NAME [input_shape=H,W,C] [num_classes=N] [option=value ...]"""
+"""python -m models list | summary NAME [input_shape=H,W,C] [num_classes=N] [option=value ...]
+
+`summary ssd backbone=mobilenetv2 head=ssdlite ...` summarises a detector (models.detector),
+with its anchors per image."""
 from __future__ import annotations
 
 import argparse
@@ -16,14 +19,17 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("list", help="print every registered model name, one per line")
     p = sub.add_parser("summary", help="parameters, FLOPs and per-stage output shapes",
                        description="e.g. python -m models summary resnet18 input_shape=96,96,1 "
-                                   "num_classes=10 width=0.5")
+                                   "num_classes=10 width=0.5; a detector: python -m models "
+                                   "summary ssd backbone=mobilenetv2 input_shape=128,128,3 "
+                                   "num_classes=3 head=ssdlite width=0.5")
     p.add_argument("name")
     p.add_argument("options", nargs="*", metavar="key=value",
                    help="input_shape=H,W,C (default 224,224,3), num_classes=N (default 1000), "
                         "or any family option (width, dropout, ...)")
     args = parser.parse_args(argv)
 
-    from models.factory import create_model, list_models
+    from models.detector import DETECTORS, create_detector
+    from models.factory import create_model, get_contract, list_models
 
     if args.command == "list":
         print("\n".join(list_models()))
@@ -33,11 +39,20 @@ def main(argv: list[str] | None = None) -> int:
         opts = parse_kv(args.options)
         shape = opts.pop("input_shape", (224, 224, 3))
         classes = opts.pop("num_classes", 1000)
-        model = create_model(args.name, num_classes=classes, input_shape=shape, **opts)
+        if args.name in DETECTORS:
+            model = create_detector(args.name, num_classes=classes, input_shape=shape, **opts)
+        else:
+            model = create_model(args.name, num_classes=classes, input_shape=shape, **opts)
     except OptionError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(summary_text(model))
+    if args.name in DETECTORS:
+        spec = get_contract(model).extra["anchor_spec"]
+        maps = ", ".join(f"{h}x{w}x{n}" for (h, w), n in zip(spec["feature_maps"],
+                                                              spec["anchors_per_pixel"]))
+        print(f"anchors per image: {get_contract(model).extra['num_anchors']:,} "
+              f"(scales h x w x anchors per pixel: {maps})")
     return 0
 
 

@@ -58,6 +58,22 @@ def _stem(k: Any, shape: tuple[int, int, int], mean: Sequence[float], std: Seque
     return inputs, k.layers.Rescaling(scale, offset=offset, name="normalize")(inputs)
 
 
+def labels_and_normalization(num_classes: int, labels: Sequence[str] | None,
+                             mean: Sequence[float] | None, std: Sequence[float] | None,
+                             channels: int) -> tuple[tuple[str, ...], tuple[float, ...], tuple[float, ...]]:
+    """Checked labels (default class_0..) and per-channel mean/std (default by channel count)."""
+    if num_classes < 1:
+        raise OptionError(f"num_classes must be >= 1, got {num_classes}")
+    labels = tuple(labels) if labels is not None else tuple(f"class_{i}" for i in range(num_classes))
+    if len(labels) != num_classes:
+        raise OptionError(f"{len(labels)} labels given for num_classes={num_classes}")
+    d_mean, d_std = default_normalization(channels)
+    mean, std = tuple(mean or d_mean), tuple(std or d_std)
+    if len(mean) != channels or len(std) != channels:
+        raise OptionError(f"mean/std need {channels} values, got {len(mean)}/{len(std)}")
+    return labels, mean, std
+
+
 def create_model(name: str, *, num_classes: int, input_shape: Sequence[int],
                  labels: Sequence[str] | None = None, mean: Sequence[float] | None = None,
                  std: Sequence[float] | None = None, keras_module: Any = None,
@@ -65,15 +81,7 @@ def create_model(name: str, *, num_classes: int, input_shape: Sequence[int],
     """Build registered model `name` as a classifier; returns a keras.Model with its contract."""
     cfg = resolve_config(name, overrides)
     shape = _check_input(name, cfg, input_shape)
-    if num_classes < 1:
-        raise OptionError(f"num_classes must be >= 1, got {num_classes}")
-    labels = tuple(labels) if labels is not None else tuple(f"class_{i}" for i in range(num_classes))
-    if len(labels) != num_classes:
-        raise OptionError(f"{len(labels)} labels given for num_classes={num_classes}")
-    d_mean, d_std = default_normalization(shape[2])
-    mean, std = tuple(mean or d_mean), tuple(std or d_std)
-    if len(mean) != shape[2] or len(std) != shape[2]:
-        raise OptionError(f"mean/std need {shape[2]} values, got {len(mean)}/{len(std)}")
+    labels, mean, std = labels_and_normalization(num_classes, labels, mean, std, shape[2])
 
     k = _keras(keras_module)
     inputs, x = _stem(k, shape, mean, std)

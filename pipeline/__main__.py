@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
             "gate, report; prints where it all is and how to open the demo"),
     "train": ("pipeline.train", "TrainConfig", "train",
               "train a registered model on digits, shapes or an image folder into a run dir "
+              "(task=detection model=ssd: a detector on shapes_det or a COCO/VOC/YOLO/CSV folder) "
               "(batch_size is the global batch, split across GPUs/workers; re-running a killed "
               "command resumes it)"),
     "finetune": ("pipeline.finetune", "FinetuneConfig", "finetune",
@@ -34,7 +35,8 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "report": ("pipeline.report", "ReportConfig", "report",
                "benchmark a run's exported files: report.md, report.json, pareto.png"),
     "make-shapes": ("pipeline.data.shapes", "MakeShapesConfig", "make_shapes",
-                    "write the generated shapes dataset to disk as an image folder"),
+                    "write the generated shapes dataset to disk as an image folder (task=detection: "
+                    "shapes_det scenes with boxes in format=coco|voc|yolo|csv layout)"),
 }
 
 

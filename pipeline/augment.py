@@ -23,6 +23,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # the course's / torchvision's ImageNet recipe: random resized crop, flip, colour jitter
     "standard": {"hflip": True, "crop_scale": (0.25, 1.0), "crop_ratio": (3 / 4, 4 / 3),
                  "brightness": 0.3, "contrast": 0.3, "saturation": 0.3, "hue": 0.02},
+    # SSD's recipe (Liu et al. 2016, section 2.2 "Data augmentation"): random crop or zoom-out
+    # ("expand"), flip, photometric jitter; with task=detection the boxes follow (pipeline.augment_det)
+    "ssd": {"hflip": True, "crop_scale": (0.3, 1.0), "crop_ratio": (0.5, 2.0), "zoom_out": 2.0,
+            "brightness": 0.3, "contrast": 0.3, "saturation": 0.3, "hue": 0.02},
     "strong": {"hflip": True, "vflip": True, "crop_scale": (0.08, 1.0), "crop_ratio": (3 / 4, 4 / 3),
                "rotation": 30.0, "brightness": 0.4, "contrast": 0.4, "saturation": 0.4, "hue": 0.1,
                "noise": 10.0, "mixup": 0.2, "cutmix": 1.0},
@@ -30,7 +34,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 OFF: dict[str, Any] = {"hflip": False, "vflip": False, "crop_scale": (1.0, 1.0), "crop_ratio": (1.0, 1.0),
                        "rotation": 0.0, "zoom": 0.0, "translate": 0.0, "brightness": 0.0,
                        "contrast": 0.0, "saturation": 0.0, "hue": 0.0, "noise": 0.0,
-                       "mixup": 0.0, "cutmix": 0.0, "mix_prob": 1.0}
+                       "mixup": 0.0, "cutmix": 0.0, "mix_prob": 1.0, "zoom_out": 1.0}
 LUMA = (0.299, 0.587, 0.114)
 
 
@@ -39,7 +43,7 @@ class AugmentConfig:
     """The `augment:` section. `augment=standard` picks a preset; a key set explicitly
     (`augment.rotation=30`) overrides it; unset keys (None) take the preset's value."""
     SHORTHAND: ClassVar[str] = "preset"
-    preset: Literal["none", "light", "standard", "strong"] = "standard"
+    preset: Literal["none", "light", "standard", "ssd", "strong"] = "standard"
     hflip: bool | None = None                         # random left-right flip, p=0.5
     vflip: bool | None = None                         # random up-down flip, p=0.5
     crop_scale: tuple[float, float] | None = None     # random resized crop: area fraction range
@@ -55,6 +59,7 @@ class AugmentConfig:
     mixup: float | None = None                        # Beta(a, a) alpha; 0 = off
     cutmix: float | None = None                       # Beta(a, a) alpha; 0 = off
     mix_prob: float | None = None                     # chance a batch is mixed (mixup or cutmix)
+    zoom_out: float | None = None                     # detection: max canvas factor (SSD expand); 1 = off
     fill: Literal["reflect", "constant", "nearest"] = "reflect"   # pixels moved in from outside
     # SHORTHAND/preset first; `None` fields are resolved in __post_init__.
 
@@ -85,6 +90,7 @@ class AugmentConfig:
         check(self.mixup >= 0, "mixup", "must be >= 0 (0 = off)")
         check(self.cutmix >= 0, "cutmix", "must be >= 0 (0 = off)")
         check(0 <= self.mix_prob <= 1, "mix_prob", "must be in 0..1")
+        check(1 <= self.zoom_out <= 4, "zoom_out", "must be in 1..4 (1 = off)")
 
     @property
     def geometric(self) -> bool:

@@ -1,10 +1,12 @@
 """`python -m pipeline augment-preview data=shapes out=grid.png [augment.*=...]`: a PNG grid of
 training images (first column) and augmented versions of them, through the same tf.data
-augmentation code training uses, to check by eye that a setting is sensible."""
+augmentation code training uses, to check by eye that a setting is sensible.
+`augment-preview task=detection data=shapes_det augment=ssd` draws the boxes as they follow."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -23,6 +25,7 @@ class PreviewConfig:
     cols: int = 8                    # augmented versions of each
     image_size: tuple[int, ...] = ()  # (H, W); empty: the source's natural size
     seed: int = 0
+    task: Literal["classification", "detection"] = "classification"   # detection: boxes drawn
 
     def validate(self) -> None:
         if not 1 <= self.rows <= 64 or not 1 <= self.cols <= 64:
@@ -62,6 +65,17 @@ def augment_preview(cfg: PreviewConfig) -> Path:
 
     shape = natural_input_shape(cfg.data)
     size = tuple(cfg.image_size) if cfg.image_size else shape[:2]
+    if cfg.task == "detection":
+        from pipeline.augment_det import preview_grid
+        from pipeline.data.detection import load_detection_dataset
+
+        data = load_detection_dataset(cfg.data, image_size=size, channels=shape[2])
+        out = Path(cfg.out)
+        preview_grid(data, cfg.augment, cfg.rows, cfg.cols, cfg.seed, out)
+        save_config(cfg, out.with_suffix(".yaml"))
+        print(f"wrote {out} ({min(cfg.rows, len(data.train))} scenes x {cfg.cols} augmentations, "
+              "boxes drawn)")
+        return out
     data = load_dataset(cfg.data, image_size=size, channels=shape[2])   # before TF: fail fast
 
     import tensorflow as tf

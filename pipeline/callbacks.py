@@ -226,11 +226,12 @@ class TensorBoardScalars:
 
 
 def make_callbacks(k: Any, *, log: EpochLog, best: BestCheckpoint, hint: str, backup_dir: Path,
-                   tensorboard_dir: Path) -> Sequence[Any]:
-    """Order matters: the guard raises before anything records a diverged epoch, the log row is
-    written (and adds lr to the logs) before the checkpoint and TensorBoard read them, and the
-    backup comes last."""
+                   tensorboard_dir: Path, before_log: Sequence[Any] = ()) -> Sequence[Any]:
+    """Order matters: the guard raises before anything records a diverged epoch, callbacks that
+    add metrics to the logs (before_log: a detector's val mAP) run next, the log row is written
+    (and adds lr to the logs) before the checkpoint and TensorBoard read them, and the backup
+    comes last."""
     extra = {"double_checkpoint": True} if k.__name__ == "keras" else {}
-    return [bind(k, NaNGuard, "TerminateOnNaN")(hint), log, best,
+    return [bind(k, NaNGuard, "TerminateOnNaN")(hint), *before_log, log, best,
             bind(k, TensorBoardScalars)(tensorboard_dir),
             k.callbacks.BackupAndRestore(str(backup_dir), **extra)]

@@ -32,8 +32,8 @@ def _save(fig: Any, dest: str | os.PathLike) -> Path:
 
 
 def plot_curves(rows: Sequence[Mapping[str, Any]], dest: str | os.PathLike, *, title: str = "",
-                best_epoch: int | None = None) -> Path:
-    """Loss | accuracy | lr against epoch (1-based) from epoch-log rows."""
+                best_epoch: int | None = None, metric: str = "accuracy") -> Path:
+    """Loss | metric (accuracy, or a detector's map) | lr against epoch (1-based) from epoch-log rows."""
     plt = _pyplot()
     epochs = [int(r["epoch"]) + 1 for r in rows]
     from matplotlib.ticker import MaxNLocator
@@ -41,9 +41,9 @@ def plot_curves(rows: Sequence[Mapping[str, Any]], dest: str | os.PathLike, *, t
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     for ax in axes:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    for ax, metric in zip(axes[:2], ("loss", "accuracy")):
+    for ax, key in zip(axes[:2], ("loss", metric)):
         for prefix, style in (("", "-"), ("val_", "--")):
-            values = [r.get(prefix + metric, np.nan) for r in rows]
+            values = [r.get(prefix + key, np.nan) for r in rows]
             if not np.all(np.isnan(np.asarray(values, dtype=float))):
                 ax.plot(epochs, values, style, marker=".", label=f"{'val' if prefix else 'train'}")
         if best_epoch is not None:

@@ -6,6 +6,8 @@
       metrics.json           test/val/train accuracy, timing, per-class accuracy, ...
       curves.png             loss/accuracy train vs val, learning rate
       confusion_matrix.png   test set (val set when there is no test split)
+      pr_curves.png          task=detection: precision-recall per class at IoU 0.5 (test, else val)
+      val_predictions.png    task=detection: predicted and true boxes on test (else val) images
       logs/train.csv         one row per epoch (pipeline.callbacks.EpochLog)
       logs/tensorboard/      TensorBoard event files
       backup/                keras.callbacks.BackupAndRestore state while a run is unfinished
@@ -60,6 +62,14 @@ class RunPaths:
     @property
     def tensorboard(self) -> Path:
         return self.root / "logs" / "tensorboard"
+
+    @property
+    def pr_curves(self) -> Path:        # task=detection
+        return self.root / "pr_curves.png"
+
+    @property
+    def val_grid(self) -> Path:         # task=detection: predicted and true boxes
+        return self.root / "val_predictions.png"
 
     @property
     def backup(self) -> Path:

@@ -35,6 +35,7 @@ from pipeline.augment import AugmentConfig
 from pipeline.config import save_config, to_dict
 from pipeline.data import DataConfig, DataError, natural_input_shape
 from pipeline.optim import LRCurve, ScheduleConfig
+from pipeline.train_det import DetectionConfig
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,13 @@ class ModelConfig:
 
     def validate(self) -> None:
         from models import resolve_config
+        from models.detector import DETECTORS, split_options
 
-        if self.name != "auto":
+        if self.name == "auto":
+            pass   # resolved from the data at the start of training (pipeline.recipes)
+        elif self.name in DETECTORS:
+            split_options(self.name, self.options)  # detector + backbone options
+        else:
             resolve_config(self.name, self.options)   # unknown model/option -> OptionError
         if self.input_shape is not None and (min(self.input_shape) < 1 or self.input_shape[2] not in (1, 3)):
             raise OptionError(f"model.input_shape must be H,W,C with C 1 or 3, got {self.input_shape}")
@@ -71,6 +77,7 @@ class EarlyStoppingConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
+    task: Literal["classification", "detection"] = "classification"   # detection: pipeline.train_det
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     # light (shift, zoom, brightness, contrast) without flips, black fill: safe for digits and
@@ -94,6 +101,7 @@ class TrainConfig:
     xla: bool = False                # jit_compile the train step
     strategy: Literal["auto", "default", "mirrored", "multi_worker"] = "auto"
     verbose: int = 1                 # 0 silent, 1 progress bar, 2 one line per epoch
+    detection: DetectionConfig = field(default_factory=DetectionConfig)   # loss etc., task=detection
 
     def validate(self) -> None:
         checks = [(self.epochs >= 1, "epochs must be >= 1"),
@@ -109,6 +117,13 @@ class TrainConfig:
                 raise OptionError(message)
         if self.dropout is not None and "dropout" in self.model.options:
             raise OptionError("dropout is given twice (dropout= and model.dropout=); keep one")
+        from models.detector import DETECTORS
+
+        # model=auto (main's pipeline.recipes) picks ssd for task=detection after validation
+        if self.model.name != "auto" and (self.task == "detection") != (self.model.name in DETECTORS):
+            raise OptionError(f"task={self.task} with model={self.model.name}: " + (
+                "a detector needs model=ssd model.backbone=<family>" if self.task == "detection"
+                else "a detector trains with task=detection"))
 
     def family_options(self) -> dict[str, Any]:
         extra = {"dropout": self.dropout} if self.dropout is not None else {}
@@ -180,10 +195,21 @@ def compile_for_training(model: Any, k: Any, cfg: TrainConfig, curve: LRCurve,
 
         variables = [v for layer in backbone_layers(model) for v in layer.trainable_weights]
         optimizer = with_lr_multiplier(optimizer, variables, backbone_lr_mult)
-    model.compile(optimizer=optimizer,
-                  loss=k.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
-                  metrics=["accuracy"], jit_compile=cfg.xla)
+    if cfg.task == "detection":
+        from pipeline.train_det import make_loss
+
+        loss, metrics = make_loss(cfg.detection, get_num_classes(model)), []
+    else:
+        loss = k.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
+        metrics = ["accuracy"]
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=cfg.xla)
     return model
+
+
+def get_num_classes(model: Any) -> int:
+    from models import get_contract
+
+    return get_contract(model).num_classes
 
 
 def evaluate(model: Any, ds: Any, num_classes: int) -> dict[str, Any]:
@@ -238,6 +264,7 @@ def train(cfg: TrainConfig, *, init: Initializer | None = None) -> TrainResult:
     from pipeline.optim import lr_curve
 
     k = placement.keras_module()
+    make_model = create_model
     recipe = None
     if init is None:
         from pipeline.recipes import apply as apply_recipe
@@ -249,8 +276,18 @@ def train(cfg: TrainConfig, *, init: Initializer | None = None) -> TrainResult:
     save_config(cfg, paths.config)
     keras.utils.set_random_seed(cfg.seed)
 
+    det = cfg.task == "detection"
+    if det and init is not None:
+        raise OptionError("fine-tuning a detector is not supported yet; train it with task=detection")
     shape = tuple(init.input_shape if init else cfg.model.input_shape or natural_input_shape(cfg.data))
-    data = load_dataset(cfg.data, image_size=shape[:2], channels=shape[2])
+    if det:
+        from models import anchors_of, create_detector
+        from pipeline.train_det import ValMAP, evaluate_split, load_data, make_dataset
+
+        data = load_data(cfg.data, shape)
+        make_model = create_detector
+    else:
+        data = load_dataset(cfg.data, image_size=shape[:2], channels=shape[2])
     if len(data.train) == 0:
         raise DataError(f"data={cfg.data.source}: the training split is empty")
     say = print if cfg.verbose else (lambda *a, **kw: None)
@@ -259,9 +296,28 @@ def train(cfg: TrainConfig, *, init: Initializer | None = None) -> TrainResult:
     say(f"train: {data.summary()}; {placement.kind} strategy, {placement.replicas} replica(s), "
         f"{'resuming' if resuming else 'run dir'} {paths.root}")
 
+    if init is None:
+        phases = (Phase(end=cfg.epochs),)
+        name = cfg.model.name
+        build = dict(num_classes=data.num_classes, input_shape=shape, labels=data.class_names,
+                     **cfg.family_options())
+        keeper = make_model(name, **build)   # float32 Keras 3: what model.keras holds
+    else:
+        phases = init.phases
+        keeper = init.make_model(data.class_names)
+        contract = get_contract(keeper)
+        name = contract.architecture["name"]
+        build = dict(num_classes=data.num_classes, input_shape=shape, labels=data.class_names,
+                     mean=contract.mean, std=contract.std, **contract.architecture["overrides"])
+
     def tf_data(split: Any, training: bool) -> Any:
         if len(split) == 0:
             return None
+        if det:
+            return make_dataset(split, anchors_of(get_contract(keeper)), batch_size=cfg.batch_size,
+                                training=training, augment=cfg.augment if training else None,
+                                seed=cfg.seed, match_iou=get_contract(keeper).extra["match_iou"],
+                                max_objects=cfg.detection.max_objects)
         return make_tf_dataset(split, image_size=shape[:2], channels=shape[2],
                                num_classes=data.num_classes, batch_size=cfg.batch_size,
                                training=training, augment=cfg.augment if training else None,
@@ -272,19 +328,6 @@ def train(cfg: TrainConfig, *, init: Initializer | None = None) -> TrainResult:
         train_ds = _shard_by_data(train_ds)
         val_ds = None if val_ds is None else _shard_by_data(val_ds)
     steps = math.ceil(len(data.train) / cfg.batch_size)
-    if init is None:
-        phases = (Phase(end=cfg.epochs),)
-        name = cfg.model.name
-        build = dict(num_classes=data.num_classes, input_shape=shape, labels=data.class_names,
-                     **cfg.family_options())
-        keeper = create_model(name, **build)   # float32 Keras 3: what model.keras holds
-    else:
-        phases = init.phases
-        keeper = init.make_model(data.class_names)
-        contract = get_contract(keeper)
-        name = contract.architecture["name"]
-        build = dict(num_classes=data.num_classes, input_shape=shape, labels=data.class_names,
-                     mean=contract.mean, std=contract.std, **contract.architecture["overrides"])
     starts = [0] + [p.end for p in phases[:-1]]
     curves = [lr_curve(cfg.schedule, lr=cfg.lr, epochs=p.end - s, steps_per_epoch=steps)
               for p, s in zip(phases, starts)]
@@ -294,12 +337,12 @@ def train(cfg: TrainConfig, *, init: Initializer | None = None) -> TrainResult:
         save_model(keeper, paths.model)
 
     log = bind(k, EpochLog)(paths.log, phased_lr(phases, curves, steps), steps)
-    monitor = "val_accuracy" if val_ds is not None else "accuracy"
+    monitor = ("val_map" if det else "val_accuracy") if val_ds is not None else "accuracy"
     best = bind(k, BestCheckpoint)(save_best, log, monitor=monitor, tiebreak=monitor[:-8] + "loss",
                                    patience=cfg.early_stopping.patience,
                                    min_delta=cfg.early_stopping.min_delta)
     with precision_policy(k, cfg.mixed_precision) as policy, placement.strategy.scope():
-        model = create_model(name, keras_module=k, **build)
+        model = make_model(name, keras_module=k, **build)
         if init is not None:
             model.set_weights(keeper.get_weights())
         for i, (phase, start, curve) in enumerate(zip(phases, starts, curves)):
@@ -316,7 +359,9 @@ def train(cfg: TrainConfig, *, init: Initializer | None = None) -> TrainResult:
             compile_for_training(model, k, cfg, curve, phase.backbone_lr_mult)
             callbacks = make_callbacks(k, log=log, best=best, backup_dir=backup,
                                        hint=f"lr={cfg.lr:g}, optimizer={cfg.optimizer}",
-                                       tensorboard_dir=paths.tensorboard)
+                                       tensorboard_dir=paths.tensorboard, before_log=[bind(k, ValMAP)(
+                                           lambda m: evaluate_split(m, data.val, data.class_names,
+                                                                    shape[:2])[0])] if det else [])
             model.fit(train_ds, validation_data=val_ds, initial_epoch=start, epochs=phase.end,
                       callbacks=callbacks, verbose=cfg.verbose, shuffle=False)   # dataset shuffles
             if best.stopped_epoch is not None:
@@ -329,7 +374,12 @@ def train(cfg: TrainConfig, *, init: Initializer | None = None) -> TrainResult:
         save_best(last_weights)
         final = keeper
     rows = log.rows
-    metrics = _evaluate_all(final, data, tf_data, rows)
+    if det:
+        from pipeline.train_det import evaluate_all
+
+        metrics, shown = evaluate_all(final, data)
+    else:
+        metrics, shown = _evaluate_all(final, data, tf_data, rows), {}
     train_seconds = float(sum(r["epoch_seconds"] for r in rows))
     metrics.update({
         "best_epoch": best.best_epoch + 1 if cfg.early_stopping.restore_best else len(rows),
@@ -343,13 +393,20 @@ def train(cfg: TrainConfig, *, init: Initializer | None = None) -> TrainResult:
         "num_train": len(data.train), "num_val": len(data.val), "num_test": len(data.test),
         "strategy": placement.kind, "replicas": placement.replicas, "workers": placement.num_workers,
         "engine": f"{k.__name__} {k.__version__}", "precision": policy, "xla": cfg.xla,
+        "task": cfg.task,
     })
     if init is not None:
         metrics["finetune"] = {**init.info, "phases": [dataclasses.asdict(p) for p in phases]}
-    _write_outputs(paths, metrics, rows, data.class_names, cfg, name)
-    say(f"train: test_accuracy {metrics['test_accuracy']}, val_accuracy {metrics['val_accuracy']}, "
+    if det:
+        metrics["num_anchors"] = get_contract(final).extra["num_anchors"]
+    _write_outputs(paths, metrics, rows, data.class_names, cfg, name, shown, get_contract(final))
+    artifacts = paths.artifacts()
+    if det:
+        artifacts.update(pr_curves=paths.pr_curves, val_grid=paths.val_grid)
+    key = "map" if det else "accuracy"
+    say(f"train: test_{key} {metrics[f'test_{key}']}, val_{key} {metrics[f'val_{key}']}, "
         f"best epoch {metrics['best_epoch']}/{len(rows)}, {train_seconds:.1f}s training -> {paths.root}")
-    return TrainResult(paths.root, metrics, paths.artifacts(), final)
+    return TrainResult(paths.root, metrics, artifacts, final)
 
 
 def _evaluate_all(model: Any, data: Any, tf_data: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -376,11 +433,17 @@ def _evaluate_all(model: Any, data: Any, tf_data: Any, rows: list[dict[str, Any]
 
 
 def _write_outputs(paths: Any, metrics: dict[str, Any], rows: list[dict[str, Any]],
-                   class_names: tuple[str, ...], cfg: TrainConfig, name: str) -> None:
+                   class_names: tuple[str, ...], cfg: TrainConfig, name: str,
+                   shown: dict[str, Any], contract: Any) -> None:
     from pipeline.plots import plot_confusion, plot_curves
 
     title = f"{name} on {cfg.data.source}"
-    plot_curves(rows, paths.curves, title=title, best_epoch=metrics["best_epoch"])
+    if cfg.task == "detection":   # PR curves and predicted boxes (pipeline.train_det)
+        from pipeline.train_det import write_plots
+
+        write_plots(paths, shown, class_names, title, contract.extra["nms"]["score_threshold"])
+    plot_curves(rows, paths.curves, title=title, best_epoch=metrics["best_epoch"],
+                metric="map" if cfg.task == "detection" else "accuracy")
     if "confusion_matrix" in metrics:
         acc = metrics[f"{metrics['confusion_split']}_accuracy"]
         plot_confusion(np.asarray(metrics["confusion_matrix"]), class_names, paths.confusion,

@@ -14,7 +14,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pipeline.data.base import BUILTIN_SOURCES, DataConfig, DataError, Dataset, ShapesConfig, Split
+from pipeline.data.base import (
+    BUILTIN_SOURCES,
+    DETECTION_SOURCES,
+    DataConfig,
+    DataError,
+    Dataset,
+    ShapesConfig,
+    Split,
+)
 from pipeline.data.split import stratified_split
 
 if TYPE_CHECKING:
@@ -36,6 +44,8 @@ def natural_input_shape(cfg: DataConfig) -> tuple[int, int, int]:
         return DIGITS_INPUT
     if cfg.source == "shapes":
         return (cfg.shapes.size, cfg.shapes.size, 3)
+    if cfg.source == "shapes_det":
+        return (cfg.shapes_det.size, cfg.shapes_det.size, 3)
     return FOLDER_INPUT
 
 
@@ -52,6 +62,8 @@ def load_dataset(cfg: DataConfig, *, image_size: tuple[int, int], channels: int)
     image_size = (int(image_size[0]), int(image_size[1]))
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
+    if cfg.source in DETECTION_SOURCES:
+        raise DataError(f"data={cfg.source} is a detection source (boxes); use task=detection")
     if cfg.source == "digits":
         from pipeline.data.digits import CLASS_NAMES, load_digits_arrays
 

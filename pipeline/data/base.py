@@ -12,7 +12,9 @@ import numpy as np
 
 from models.options import OptionError, suggest
 
-BUILTIN_SOURCES = ("digits", "shapes")
+BUILTIN_SOURCES = ("digits", "shapes", "shapes_det")
+DETECTION_SOURCES = ("shapes_det",)    # sources of boxes (task=detection), not class folders
+DETECTION_FORMATS = ("auto", "coco", "voc", "yolo", "csv")
 CACHE_MODES = ("auto", "memory", "none")
 
 
@@ -65,6 +67,40 @@ class ShapesConfig:
 
 
 @dataclass(frozen=True)
+class ShapesDetConfig:
+    """The generated `shapes_det` detection source (pipeline.data.shapes_det): scenes of 0..N
+    objects from the shapes renderer, with exact boxes."""
+    images: int = 1500                 # scenes (train + val + test)
+    size: int = 128                    # native side in pixels; other model sizes are resized
+    classes: int = 3                   # the first N of shapes.CLASSES ...
+    names: tuple[str, ...] = ()        # ... or these classes by name
+    max_objects: int = 4               # objects per scene: 1..max (and ~5% empty backgrounds)
+    object_size: tuple[float, float] = (0.1, 0.5)   # object extent range, fraction of the side
+    noise: float = 8.0                 # max std of the Gaussian pixel noise (0..255 scale)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        from pipeline.data.shapes import CLASSES
+
+        return tuple(self.names) or CLASSES[:self.classes]
+
+    def validate(self) -> None:
+        from pipeline.data.shapes import CLASSES
+
+        checks = [(self.images >= 1, "images must be >= 1"),
+                  (32 <= self.size <= 1024, "size must be in 32..1024"),
+                  (1 <= self.classes <= len(CLASSES), f"classes must be in 1..{len(CLASSES)}"),
+                  (all(n in CLASSES for n in self.names), f"names must be among {', '.join(CLASSES)}"),
+                  (1 <= self.max_objects <= 32, "max_objects must be in 1..32"),
+                  (0.03 <= self.object_size[0] <= self.object_size[1] <= 1.0,
+                   "object_size must be 0.03 <= min <= max <= 1"),
+                  (0 <= self.noise <= 128, "noise must be in 0..128")]
+        for ok, message in checks:
+            if not ok:
+                raise OptionError(f"data.shapes_det.{message}")
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """Where images come from and how they are split; the `data:` section of a stage config."""
     SHORTHAND: ClassVar[str] = "source"   # `data=digits` on the CLI
@@ -78,6 +114,8 @@ class DataConfig:
     max_memory_mb: float = 1024.0  # folders whose decoded images need more are decoded lazily
     cache: str = "auto"      # lazy folders: "auto" (= none), "memory", "none" or a cache file path
     shapes: ShapesConfig = field(default_factory=ShapesConfig)
+    format: str = "auto"     # detection annotations: auto, coco, voc, yolo or csv
+    shapes_det: ShapesDetConfig = field(default_factory=ShapesDetConfig)
 
     def validate(self) -> None:
         for key in ("val_split", "test_split"):
@@ -91,6 +129,9 @@ class DataConfig:
             raise OptionError("data.source is empty; give digits, shapes or an image folder")
         if (self.val_dir or self.test_dir) and self.source in BUILTIN_SOURCES:
             raise OptionError(f"data.val_dir/test_dir need an image folder source, not {self.source!r}")
+        if self.format not in DETECTION_FORMATS:
+            raise OptionError(f"data.format must be one of {', '.join(DETECTION_FORMATS)}, "
+                              f"got {self.format!r}{suggest(self.format, DETECTION_FORMATS)}")
         if self.max_memory_mb < 0:
             raise OptionError(f"data.max_memory_mb must be >= 0, got {self.max_memory_mb}")
 

@@ -19,7 +19,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from models.atomic import atomic_path
-from pipeline.data.base import ShapesConfig
+from models.options import OptionError
+from pipeline.data.base import ShapesConfig, ShapesDetConfig
 
 CLASSES = ("circle", "square", "triangle", "star", "cross", "ring", "hexagon", "crescent",
            "arrow", "heart", "semicircle", "frame")
@@ -217,19 +218,44 @@ def write_image_folder(out_dir: str | os.PathLike, cfg: ShapesConfig = ShapesCon
     return out
 
 
+IMAGE_FORMATS = ("png", "jpg", "bmp", "webp")
+DETECTION_LAYOUTS = ("coco", "voc", "yolo", "csv")
+
+
 @dataclass(frozen=True)
 class MakeShapesConfig:
-    """`python -m pipeline make-shapes out=DIR [shapes.per_class=N ...]`."""
+    """`python -m pipeline make-shapes out=DIR [shapes.per_class=N ...]`, or
+    `make-shapes task=detection format=coco|voc|yolo|csv out=DIR [shapes_det.images=N ...]`."""
     out: str = "data/shapes"
     shapes: ShapesConfig = field(default_factory=ShapesConfig)
     seed: int = 0
-    format: Literal["png", "jpg", "bmp", "webp"] = "png"
+    task: Literal["classification", "detection"] = "classification"
+    # classification: the image file format; detection: the annotation layout (images are PNG)
+    format: Literal["png", "jpg", "bmp", "webp", "coco", "voc", "yolo", "csv"] = "png"
+    shapes_det: ShapesDetConfig = field(default_factory=ShapesDetConfig)
+
+    def validate(self) -> None:
+        allowed = DETECTION_LAYOUTS if self.task == "detection" else IMAGE_FORMATS
+        if self.format not in allowed and not (self.task == "detection" and self.format == "png"):
+            raise OptionError(f"make-shapes task={self.task} takes format={'|'.join(allowed)}, "
+                              f"got {self.format!r}")
 
 
 def make_shapes(cfg: MakeShapesConfig) -> Path:
-    """Write the shapes dataset as an image folder, and the resolved config beside it."""
+    """Write the shapes dataset as an image folder (or, task=detection, as scenes with boxes in
+    an annotation layout), and the resolved config beside it."""
     from pipeline.config import save_config
 
+    if cfg.task == "detection":
+        from pipeline.data.shapes_det import write_detection
+
+        fmt = "coco" if cfg.format == "png" else cfg.format   # png: the default, not a layout
+        out = write_detection(cfg.out, cfg.shapes_det, fmt, seed=cfg.seed)
+        save_config(cfg, out / "shapes_det.yaml")
+        print(f"wrote {cfg.shapes_det.images} scenes of {len(cfg.shapes_det.class_names)} classes "
+              f"to {out} in {fmt} layout (train/val/test); train on it with "
+              f"`python -m pipeline train task=detection data={out}`")
+        return out
     s = cfg.shapes
     out = write_image_folder(cfg.out, s, seed=cfg.seed, suffix="." + cfg.format)
     save_config(cfg, out / "shapes.yaml")    # a loose file: image-folder loading ignores it

@@ -1,0 +1,149 @@
+"""Box-aware augmentation for detection, vectorised over a batch and seeded (d2l 14.1's
+augmentations made box-aware; SSD, Liu et al. 2016, section 2.2 "Data augmentation").
+
+Every geometric change is one sampling window per image in normalised image coordinates:
+a random crop (area share in augment.crop_scale, aspect in crop_ratio) or, with probability 1/2
+when augment.zoom_out > 1, a zoom-out (SSD's "expand": the image placed at a random spot of a
+canvas up to zoom_out times larger, filled with grey), then scale jitter (augment.zoom) and shift
+(augment.translate). One `tf.image.crop_and_resize` resamples the window (mirrored for flips) and
+the same affine map moves the boxes: b' = (b - window_origin) / window_size, x -> 1 - x when
+flipped. Boxes are clipped to the image; a box that keeps less than MIN_VISIBLE of its area is
+dropped (label -1), as SSD drops ground truth whose centre leaves the patch. Photometric jitter
+and noise are those of pipeline.augment. Rotation, mixup and CutMix are refused: axis-aligned
+boxes do not follow them exactly.
+
+Shapes: images float32 (B, H, W, C) 0..255, boxes float32 (B, M, 4) normalised corners,
+labels int32 (B, M) with -1 for padding rows.
+"""
+from __future__ import annotations
+
+from models.options import OptionError
+from pipeline.augment import AugmentConfig, _crop_boxes, _uniform, apply_colour, apply_noise
+
+MIN_VISIBLE = 0.4   # share of a box's area that must stay in the image for it to be kept
+FILL = 124.0        # zoom-out canvas grey (the mean of ImageNet's mean, 0..255)
+
+
+def check_detection_augment(cfg: AugmentConfig) -> None:
+    for key in ("rotation", "mixup", "cutmix"):
+        if getattr(cfg, key):
+            raise OptionError(f"augment.{key}={getattr(cfg, key)} is not supported with task=detection "
+                              f"(boxes cannot follow it exactly); set augment.{key}=0 or use augment=ssd")
+
+
+def _tf():
+    import tensorflow as tf
+    return tf
+
+
+def windows(cfg: AugmentConfig, n, seed):
+    """(B, 4) x0, y0, x1, y1 sampling windows in normalised input coordinates (may exceed 0..1)."""
+    tf = _tf()
+    s = tf.random.experimental.stateless_split(seed, 6)
+    x0, y0, sx, sy = _crop_boxes(cfg, n, s[0])                           # inside the image
+    if cfg.zoom_out > 1:
+        f = _uniform(s[1], n, 1.0, cfg.zoom_out)                         # canvas / image side
+        u = tf.random.stateless_uniform([n, 2], s[2])
+        zoomed = _uniform(s[3], n, 0, 1) < 0.5
+        x0 = tf.where(zoomed, -u[:, 0] * (f - 1), x0)
+        y0 = tf.where(zoomed, -u[:, 1] * (f - 1), y0)
+        sx, sy = tf.where(zoomed, f, sx), tf.where(zoomed, f, sy)
+    if cfg.zoom:   # scale jitter about the window's centre: > 1 magnifies
+        z = _uniform(s[4], n, 1 - cfg.zoom, 1 + cfg.zoom)
+        x0, y0 = x0 + sx * (1 - 1 / z) / 2, y0 + sy * (1 - 1 / z) / 2
+        sx, sy = sx / z, sy / z
+    if cfg.translate:
+        t = tf.random.stateless_uniform([n, 2], s[5], -cfg.translate, cfg.translate)
+        x0, y0 = x0 - t[:, 0] * sx, y0 - t[:, 1] * sy
+    return tf.stack([x0, y0, x0 + sx, y0 + sy], axis=1)
+
+
+def _edges_to_crop(lo, hi, size: int, out: int):
+    """crop_and_resize samples lo' * (size - 1) + j * (hi' - lo') * (size - 1) / (out - 1); pick
+    lo', hi' so output pixel centre j reads input position lo * size + (j + 0.5) * (hi - lo) *
+    size / out (pixel edges at integers), i.e. the window's edges land on the output's edges."""
+    step = (hi - lo) * size / out
+    first = lo * size - 0.5 + 0.5 * step
+    last = first + (out - 1) * step
+    d = float(max(size - 1, 1))
+    return first / d, last / d
+
+
+def transform_boxes(boxes, labels, win, hflip, vflip):
+    """Boxes (B, M, 4) through windows (B, 4) and flips (B,) -> clipped boxes, labels (-1 dropped)."""
+    tf = _tf()
+    origin = tf.concat([win[:, :2], win[:, :2]], axis=1)[:, None, :]        # (B, 1, 4)
+    scale = tf.concat([win[:, 2:] - win[:, :2]] * 2, axis=1)[:, None, :]    # (B, 1, 4)
+    b = (boxes - origin) / scale
+    x0, y0, x1, y1 = tf.unstack(b, axis=-1)                                  # (B, M) each
+    hf, vf = hflip[:, None], vflip[:, None]
+    x0, x1 = tf.where(hf, 1 - x1, x0), tf.where(hf, 1 - x0, x1)
+    y0, y1 = tf.where(vf, 1 - y1, y0), tf.where(vf, 1 - y0, y1)
+    full = tf.maximum(x1 - x0, 0) * tf.maximum(y1 - y0, 0)
+    c = tf.clip_by_value(tf.stack([x0, y0, x1, y1], axis=-1), 0.0, 1.0)    # (B, M, 4)
+    kept_area = tf.maximum(c[..., 2] - c[..., 0], 0) * tf.maximum(c[..., 3] - c[..., 1], 0)
+    keep = (labels >= 0) & (kept_area > 0) & (kept_area >= MIN_VISIBLE * full)
+    return tf.where(keep[..., None], c, 0.0), tf.where(keep, labels, -1)
+
+
+def augment_detection_batch(images, boxes, labels, cfg: AugmentConfig, seed):
+    """One seeded augmentation of a batch; see the module docstring for shapes."""
+    tf = _tf()
+    s = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 5)
+    shape = tf.shape(images)
+    n, h, w = shape[0], images.shape[1], images.shape[2]
+    no = tf.zeros([n], tf.bool)
+    hflip = _uniform(s[0], n, 0, 1) < 0.5 if cfg.hflip else no
+    vflip = _uniform(s[1], n, 0, 1) < 0.5 if cfg.vflip else no
+    win = windows(cfg, n, s[2])                                              # (B, 4)
+    cx0, cx1 = _edges_to_crop(win[:, 0], win[:, 2], w, w)
+    cy0, cy1 = _edges_to_crop(win[:, 1], win[:, 3], h, h)
+    crop = tf.stack([tf.where(vflip, cy1, cy0), tf.where(hflip, cx1, cx0),
+                     tf.where(vflip, cy0, cy1), tf.where(hflip, cx0, cx1)], axis=1)   # (B, 4)
+    images = tf.image.crop_and_resize(images, crop, tf.range(n), [h, w], extrapolation_value=FILL)
+    boxes, labels = transform_boxes(boxes, labels, win, hflip, vflip)
+    if cfg.colour:
+        images = apply_colour(images, cfg, s[3])
+    if cfg.noise:
+        images = apply_noise(images, cfg, s[4])
+    return tf.clip_by_value(images, 0.0, 255.0), boxes, labels
+
+
+def preview_grid(data, cfg: AugmentConfig, rows: int, cols: int, seed: int, out) -> None:
+    """PNG: `rows` training scenes (first column) and `cols` augmentations, boxes drawn."""
+    import numpy as np
+    import tensorflow as tf
+
+    from pipeline.plots import _pyplot, _save
+
+    check_detection_augment(cfg)
+    plt = _pyplot()
+    split = data.train.subset(np.arange(min(rows, len(data.train))))
+    boxes, labels = split.padded()
+    images = tf.constant(split.images, tf.float32)
+    columns = [(split.images, boxes, labels)]
+    for j in range(cols):
+        x, b, lab = augment_detection_batch(images, tf.constant(boxes), tf.constant(labels), cfg,
+                                            tf.constant([seed, j], tf.int64))
+        columns.append((x.numpy(), b.numpy(), lab.numpy()))
+    h, w = data.image_size
+    fig, axes = plt.subplots(len(split), cols + 1, figsize=(1.5 * (cols + 1), 1.6 * len(split)),
+                             squeeze=False)
+    colours = plt.get_cmap("tab10")
+    for r in range(len(split)):
+        for c, (x, b, lab) in enumerate(columns):
+            ax = axes[r][c]
+            img = np.clip(np.round(x[r]), 0, 255).astype(np.uint8)
+            ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=255)
+            for (x0, y0, x1, y1), k in zip(b[r], lab[r]):
+                if k >= 0:
+                    ax.add_patch(plt.Rectangle((x0 * w - 0.5, y0 * h - 0.5), (x1 - x0) * w, (y1 - y0) * h,
+                                               fill=False, lw=0.8, color=colours(int(k) % 10)))
+            ax.set_title("original" if c == 0 else f"{int((lab[r] >= 0).sum())} boxes", fontsize=6)
+            ax.axis("off")
+    fig.suptitle(f"{data.source}: augment preset {cfg.preset!r}, boxes follow (seed {seed})", fontsize=9)
+    fig.tight_layout()
+    _save(fig, out)
+
+
+__all__ = ["MIN_VISIBLE", "augment_detection_batch", "check_detection_augment", "preview_grid"]
