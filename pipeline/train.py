@@ -141,6 +141,15 @@ class Initializer:
     make_model: Any
     phases: tuple[Phase, ...]
     info: dict[str, Any] = field(default_factory=dict)
+    stage: str = "finetune"          # metrics.json key that holds `info` and the phases
+    # hooks for stages that train another form of the model (pipeline.compress: tfmot wrappers
+    # on the tf_keras twin); None = train the plain twin of the training Keras
+    keras_module: Any = None         # the Keras that trains (None: the strategy's)
+    wrap: Any = None                 # wrap(twin with the starting weights, steps/epoch) -> model to fit
+    keeper_weights: Any = None       # keeper_weights(fitted model) -> weights for model.keras
+    callbacks: tuple[Any, ...] = ()  # callbacks(k) -> extra callbacks, run before the others
+    first_best_epoch: int = 0        # earlier epochs never count as best (pruning ramps up)
+    finish: Any = None               # finish(fitted model, final keras model, dataset(split)) -> dict
 
 
 @dataclass
@@ -236,7 +245,7 @@ def train(cfg: TrainConfig, *, init: Initializer | None = None) -> TrainResult:
     from pipeline.data import load_dataset, make_tf_dataset
     from pipeline.optim import lr_curve
 
-    k = placement.keras_module()
+    k = init.keras_module if init is not None and init.keras_module else placement.keras_module()
     cfg = dataclasses.replace(cfg, out=str(cfg.run_dir()))
     paths = runs.run_paths(cfg.out, placement.worker_index)
     resuming = runs.prepare(paths, to_dict(cfg), overwrite=cfg.overwrite)
@@ -282,6 +291,8 @@ def train(cfg: TrainConfig, *, init: Initializer | None = None) -> TrainResult:
               for p, s in zip(phases, starts)]
 
     def save_best(weights: list) -> None:
+        if init is not None and init.keeper_weights is not None:
+            weights = init.keeper_weights(model)   # the fitted model (bound below)
         keeper.set_weights(weights)
         save_model(keeper, paths.model)
 
@@ -289,11 +300,15 @@ def train(cfg: TrainConfig, *, init: Initializer | None = None) -> TrainResult:
     monitor = "val_accuracy" if val_ds is not None else "accuracy"
     best = bind(k, BestCheckpoint)(save_best, log, monitor=monitor, tiebreak=monitor[:-8] + "loss",
                                    patience=cfg.early_stopping.patience,
-                                   min_delta=cfg.early_stopping.min_delta)
+                                   min_delta=cfg.early_stopping.min_delta,
+                                   first_epoch=init.first_best_epoch if init is not None else 0)
     with precision_policy(k, cfg.mixed_precision) as policy, placement.strategy.scope():
         model = create_model(name, keras_module=k, **build)
         if init is not None:
             model.set_weights(keeper.get_weights())
+            if init.wrap is not None:
+                model = init.wrap(model, steps)
+                best.first_epoch = init.first_best_epoch   # wrap may set it from the steps
         for i, (phase, start, curve) in enumerate(zip(phases, starts, curves)):
             backup = paths.backup if len(phases) == 1 else paths.backup / f"phase{i + 1}"
             later = [paths.backup / f"phase{j + 1}" for j in range(i + 1, len(phases))]
@@ -309,6 +324,8 @@ def train(cfg: TrainConfig, *, init: Initializer | None = None) -> TrainResult:
             callbacks = make_callbacks(k, log=log, best=best, backup_dir=backup,
                                        hint=f"lr={cfg.lr:g}, optimizer={cfg.optimizer}",
                                        tensorboard_dir=paths.tensorboard)
+            if init is not None and init.callbacks:
+                callbacks = [*init.callbacks(k), *callbacks]
             model.fit(train_ds, validation_data=val_ds, initial_epoch=start, epochs=phase.end,
                       callbacks=callbacks, verbose=cfg.verbose, shuffle=False)   # dataset shuffles
             if best.stopped_epoch is not None:
@@ -337,7 +354,10 @@ def train(cfg: TrainConfig, *, init: Initializer | None = None) -> TrainResult:
         "engine": f"{k.__name__} {k.__version__}", "precision": policy, "xla": cfg.xla,
     })
     if init is not None:
-        metrics["finetune"] = {**init.info, "phases": [dataclasses.asdict(p) for p in phases]}
+        metrics[init.stage] = {**init.info, "phases": [dataclasses.asdict(p) for p in phases]}
+        if init.finish is not None:
+            metrics[init.stage].update(init.finish(model, final, lambda split: tf_data(
+                getattr(data, split), False)))
     _write_outputs(paths, metrics, rows, data.class_names, cfg, name)
     say(f"train: test_accuracy {metrics['test_accuracy']}, val_accuracy {metrics['val_accuracy']}, "
         f"best epoch {metrics['best_epoch']}/{len(rows)}, {train_seconds:.1f}s training -> {paths.root}")
