@@ -178,10 +178,12 @@ def update_pruning_step() -> Any:
 
 def plain_weights(model: Any, keeper: Any) -> list[np.ndarray]:
     """The fitted (wrapped) model's weights in `keeper`'s order (a Keras 3 model of the same
-    architecture), matched by layer and weight name ("stem_conv/kernel:0"; a QuantizeWrapper
-    holds its layer's kernel itself); pruning masks (prune wrapper) and sparsity masks
-    (prune-preserving QAT) are applied, so pruned weights are exact zeros."""
-    found: dict[tuple[str, str], np.ndarray] = {}
+    architecture). A wrapper's own variables are named after it ("quant_stem_conv/kernel_min"),
+    its layer's after the layer ("stem_conv/kernel:0"; a QuantizeWrapper holds that kernel
+    itself), so each layer's weights are those named after it, in order (trainable first, as
+    both Keras list them; tf_keras' "depthwise_kernel" is Keras 3's "kernel"). Pruning masks
+    (prune wrapper) and sparsity masks (prune-preserving QAT) are applied: exact zeros."""
+    found: dict[str, list[np.ndarray]] = {}
     for layer in model.layers:
         inner = getattr(layer, "layer", layer)
         masks: dict[int, Any] = {}
@@ -191,17 +193,20 @@ def plain_weights(model: Any, keeper: Any) -> list[np.ndarray]:
             if isinstance(qvars, dict) and "sparsity_mask" in qvars:
                 masks[id(w)] = qvars["sparsity_mask"]
         for w in layer.weights:
-            owner, _, attr = w.name.partition("/")
-            if owner == inner.name:
+            if w.name.partition("/")[0] == inner.name:
                 value = w.numpy()
-                found[(owner, attr.split(":")[0])] = value * masks[id(w)].numpy() if id(w) in masks else value
+                found.setdefault(inner.name, []).append(
+                    value * masks[id(w)].numpy() if id(w) in masks else value)
     out: list[np.ndarray] = []
     for layer in keeper.layers:
-        for w in layer.weights:
-            key = (layer.name, w.name.split("/")[-1].split(":")[0])
-            if key not in found:
-                raise CompressError(f"compress: no weight {key[0]}/{key[1]} in the fitted model")
-            out.append(found[key])
+        if not layer.weights:
+            continue
+        got = found.get(layer.name, [])
+        shapes = [tuple(w.shape) for w in layer.weights]
+        if [v.shape for v in got] != shapes:
+            raise CompressError(f"compress: the fitted model's weights for layer {layer.name!r} "
+                                f"({[v.shape for v in got]}) do not match the model's ({shapes})")
+        out += got
     return out
 
 

@@ -8,7 +8,8 @@ for the whole process, so nothing else (Keras 3 training, export, serving) may s
 The fine-tune IS pipeline.train.train (same tf.data pipeline, augmentation, schedule, epoch log,
 best checkpoint, early stopping, BackupAndRestore resume, plots); an Initializer tells it to fit
 the tfmot-wrapped tf_keras twin and how to get plain weights back for model.keras. prune_qat is
-two such runs: pruning into <out>/stages/prune, then pruning-preserving QAT from it into <out>.
+two such runs: pruning into <out>/stages/prune, then pruning-preserving QAT from it into <out>
+(from a run that method=prune made, only the second).
 The job's result (or a one-line error) is written as JSON to job["result"].
 """
 from __future__ import annotations
@@ -56,6 +57,27 @@ def _evaluate(model: Any, ds: Any, n: int) -> float | None:
     return None if ds is None else evaluate(model, ds, n)["accuracy"]
 
 
+def _compressed_with(start: str) -> dict[str, Any] | None:
+    """The `compress` block of a run made by pipeline.compress (None for any other source)."""
+    from pipeline.compress.config import source_model
+
+    metrics = source_model(start).parent / "metrics.json"
+    if not metrics.is_file():
+        return None
+    record = json.loads(metrics.read_text()).get("compress")
+    return record if isinstance(record, dict) else None
+
+
+def origin_model(start: str) -> Path:
+    """The uncompressed model behind `start` (itself unless it is a compressed run)."""
+    from pipeline.compress.config import source_model
+
+    record = _compressed_with(start)
+    if record and record.get("source_model") and Path(record["source_model"]).is_file():
+        return Path(record["source_model"])
+    return source_model(start)
+
+
 def stage(cfg: Any, tune: Any, method: str, start: str, out: Path) -> dict[str, Any]:
     """One fine-tune of `start` with `method` into `out`; returns its metrics."""
     import tf_keras
@@ -66,6 +88,7 @@ def stage(cfg: Any, tune: Any, method: str, start: str, out: Path) -> dict[str, 
     from pipeline.compress.config import source_model
     from pipeline.compress.sparsity import model_sparsity
     from pipeline.train import Initializer, Phase, train
+    from serving.manifest import sha256_file
 
     src_path = source_model(start)
     source = load_model(src_path)
@@ -73,9 +96,9 @@ def stage(cfg: Any, tune: Any, method: str, start: str, out: Path) -> dict[str, 
     arch = contract.architecture
     twin = build_twin(source, tf_keras)           # the plan is checked before any training
     quantize = method in ("qat", "prune_qat")
-    origin = source_model(cfg.start)   # the uncompressed run (prune_qat's stage 2 starts from stage 1)
+    origin = origin_model(cfg.start)   # the uncompressed model (prune_qat's stage 2 starts from stage 1)
     info: dict[str, Any] = {"method": method, "from": str(cfg.start), "source_model": str(origin),
-                            "started_from": str(src_path)}
+                            "source_sha256": sha256_file(origin), "started_from": str(src_path)}
     if quantize:
         qplan = ops.quantize_plan(twin)
         per_tensor = cfg.qat.weights == "per_tensor" or (cfg.qat.weights == "auto"
@@ -162,6 +185,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     out = cfg.run_dir()
     if cfg.method != "prune_qat":
         return stage(cfg, tune, cfg.method, cfg.start, out)
+    if (_compressed_with(cfg.start) or {}).get("method") == "prune":   # already pruned: stage 2 only
+        return stage(cfg, tune, "prune_qat", cfg.start, out)
     pruned = out / "stages" / "prune"   # stage 1, a run dir of its own; reused once finished
     finished = (pruned / "metrics.json").is_file() and not runs.run_paths(pruned).has_backup()
     if cfg.overwrite or not finished:
