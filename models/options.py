@@ -28,6 +28,7 @@ def suggest(name: str, choices: Iterable[str], n: int = 3) -> str:
 
 
 _SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+_SEXAGESIMAL = re.compile(r"[-+]?\d+(:[0-5]?\d)+(\.\d*)?")
 
 
 def parse_value(text: str) -> Any:
@@ -36,6 +37,8 @@ def parse_value(text: str) -> Any:
         return tuple(parse_value(part) for part in text.split(",") if part.strip() != "")
     if _SCIENTIFIC.fullmatch(text.strip()):
         return float(text)   # YAML 1.1 reads "1e-3" (no dot) as a string
+    if _SEXAGESIMAL.fullmatch(text.strip()):
+        return text.strip()  # YAML 1.1 reads "2:4" as 124 (base 60); keep ratios as written
     try:
         return yaml.safe_load(text) if text.strip() else ""
     except yaml.YAMLError:

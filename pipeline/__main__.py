@@ -28,6 +28,10 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
                  "fine-tune a trained model (or ImageNet weights) on new data: new head for the "
                  "target labels (shared labels keep their rows), head warm-up, then a lower "
                  "backbone learning rate"),
+    "compress": ("pipeline.compress", "CompressConfig", "compress",
+                 "compress a trained run: method=prune (magnitude pruning), qat (quantization-"
+                 "aware training) or prune_qat; fine-tunes on the run's data into a new run dir "
+                 "(other keys are training options over the source's config)"),
     "augment-preview": ("pipeline.augment_preview", "PreviewConfig", "augment_preview",
                         "write a PNG grid of training images and augmented versions of them"),
     "export": ("pipeline.export", "ExportConfig", "export",

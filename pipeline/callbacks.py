@@ -119,11 +119,13 @@ class BestCheckpoint:
     by a lower `tiebreak` loss; with patience > 0 stops after that many epochs without one."""
 
     def __init__(self, save: Callable[[list], None], log: EpochLog, *, monitor: str = "val_accuracy",
-                 tiebreak: str = "val_loss", patience: int = 0, min_delta: float = 0.0):
+                 tiebreak: str = "val_loss", patience: int = 0, min_delta: float = 0.0,
+                 first_epoch: int = 0):
         super().__init__()
         self.save, self.log = save, log
         self.monitor, self.tiebreak = monitor, tiebreak
         self.patience, self.min_delta = patience, min_delta
+        self.first_epoch = first_epoch   # earlier epochs are never the best (nor count as waits)
         self.best = -math.inf
         self.best_loss = math.inf
         self.best_epoch = -1
@@ -133,6 +135,8 @@ class BestCheckpoint:
 
     def _update(self, epoch: int, logs: dict[str, Any]) -> bool:
         """Feed one epoch; True when it is the new best."""
+        if epoch < self.first_epoch:
+            return False
         value, loss = logs.get(self.monitor), logs.get(self.tiebreak, math.nan)
         if not _finite(value) or not _finite(logs.get("loss")):
             self.wait += 1

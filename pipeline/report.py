@@ -7,6 +7,12 @@ the parity-gate numbers the export recorded (accuracy, top-1 agreement with Kera
 Writes report.json (all numbers), report.md (the table) and pareto.png (size vs p50 latency,
 colour = accuracy; the size/latency Pareto front is drawn, so the variants worth shipping
 stand out).
+
+Variants: runs beside this one that `python -m pipeline compress` made from it (their
+metrics.json names this run's model.keras by sha256) and that have been exported are listed in
+the same table and plot - PTQ files of the source, pruned, QAT and PQAT - each row with its
+variant, size raw and gzip-compressed (the usual measure for pruned weights), and the CPU's
+ISA (int8 speed differs between AVX2-only and VNNI machines).
 """
 from __future__ import annotations
 
@@ -52,9 +58,57 @@ def find_export(run: str) -> tuple[Path, Path]:
                       f"{run}` first")
 
 
+def cpu_isa() -> str:
+    """The vector ISA that decides int8 speed here (serving.machine): e.g. avx512_vnni+avx_vnni+avx2,
+    dotprod+i8mm on ARM, or the machine type when none of them is there."""
+    from serving.machine import machine_info
+
+    info = machine_info()
+    have = [f for f in ("amx_int8", "avx512_vnni", "avx_vnni", "avx2", "dotprod", "i8mm") if f in info["isa"]]
+    return "+".join(have) or info["arch"]
+
+
+def variant_label(compression: dict[str, Any] | None) -> str:
+    """'source', 'pruned 75%', 'pruned 2:4', 'QAT', 'PQAT 75%' from metrics.json's compress."""
+    if not compression:
+        return "source"
+    method = compression["method"]
+    prune = compression.get("prune") or {}
+    target = "2:4" if prune.get("structure") == "2:4" else (
+        f"{100 * prune['target']:.0f}%" if prune.get("target") else "")
+    if method == "prune_qat":
+        sparsity = compression.get("sparsity")
+        return f"PQAT {100 * sparsity:.0f}%" if sparsity else "PQAT"
+    return f"pruned {target}".strip() if method == "prune" else "QAT"
+
+
+def find_variants(run_dir: Path) -> list[tuple[str, Path, Path]]:
+    """(label, run dir, export dir) of exported runs beside run_dir compressed from its model."""
+    from serving.manifest import sha256_file
+
+    model = run_dir / "model.keras"
+    if not model.is_file():
+        return []
+    digest, found = sha256_file(model), []
+    for metrics in sorted(run_dir.resolve().parent.glob("*/metrics.json")):
+        other = metrics.parent
+        if other == run_dir.resolve() or not (other / "export" / "manifest.json").is_file():
+            continue
+        try:
+            compression = json.loads(metrics.read_text()).get("compress")
+        except (OSError, ValueError):
+            continue
+        if isinstance(compression, dict) and compression.get("source_sha256") == digest:
+            found.append((variant_label(compression), other, other / "export"))
+    return found
+
+
 def _row(art: dict[str, Any], bench: dict[str, Any]) -> dict[str, Any]:
     parity = art.get("parity") or {}
     return {"file": art["file"], "format": art["format"], "size_kb": art["size_bytes"] / 1024,
+            "gzip_kb": art["size_gzip_bytes"] / 1024 if art.get("size_gzip_bytes") else None,
+            "sparsity": art.get("sparsity"),
+            "accuracy_change_vs_source": parity.get("accuracy_change_vs_source"),
             "p50_ms": bench["latency_ms"]["p50"], "p90_ms": bench["latency_ms"]["p90"],
             "invoke_ms": bench["invoke_ms"]["p50"], "overhead_pct": bench["overhead_pct"],
             "input_dtype": bench["input_dtype"], "accuracy": parity.get("accuracy"),
@@ -106,7 +160,8 @@ def plot(rows: list[dict[str, Any]], front: list[str], path: Path, title: str) -
     order = sorted(range(len(rows)), key=lambda i: (rows[i]["size_kb"], rows[i]["p50_ms"]))
     for k, i in enumerate(order):   # neighbours alternate above/below so labels do not collide
         r = rows[i]
-        ax.annotate(f"{r['format']} {acc[i]:.1f}%", (r["size_kb"], r["p50_ms"]), fontsize=7,
+        name = r["format"] if r.get("variant", "source") == "source" else f"{r['variant']} {r['format']}"
+        ax.annotate(f"{name} {acc[i]:.1f}%", (r["size_kb"], r["p50_ms"]), fontsize=7,
                     xytext=(8, 7 if k % 2 == 0 else -12), textcoords="offset points")
     best = sorted((r for r in rows if r["file"] in front), key=lambda r: r["size_kb"])
     ax.step([r["size_kb"] for r in best], [r["p50_ms"] for r in best], where="post",
@@ -138,15 +193,22 @@ def markdown(report: dict[str, Any]) -> str:
              f"Source `{report['source']['model']}` (sha256 `{report['source']['sha256'][:12]}`), "
              f"export folder `{report['export_dir']}`. Latency through `serving` (decode excluded, "
              f"{b['threads']} thread(s), batch 1, {b['runs']} runs after {b['warmup']} warm-up); "
-             "accuracy and agreement are the parity gate's, on the held-out test split.", "",
-             "| file | format | size KB | p50 ms | invoke ms | overhead | accuracy | agreement "
-             "| max abs dp | gate |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "accuracy and agreement are the parity gate's, on the held-out test split "
+             "(agreement: with the model the file was made from; change: accuracy minus the "
+             f"uncompressed source's). CPU ISA: {b.get('isa', '-')}.", "",
+             "| variant | file | format | size KB | gzip KB | p50 ms | invoke ms | overhead | accuracy "
+             "| change | agreement | max abs dp | gate | ISA |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
     for r in report["rows"] + ([report["keras"]] if report.get("keras") else []):
+        change = r.get("accuracy_change_vs_source")
         lines.append(
-            f"| {r['file']} | {r['format']} | {r['size_kb']:.1f} | {r['p50_ms']:.3f} | "
+            f"| {r.get('variant', 'source')} | {r['file']} | {r['format']} | {r['size_kb']:.1f} | "
+            f"{_fmt(r.get('gzip_kb'), '.1f')} | {r['p50_ms']:.3f} | "
             f"{r['invoke_ms']:.3f} | {r['overhead_pct']:.1f}% | {_fmt(r['accuracy'], '.4f')} | "
+            f"{'-' if change is None else f'{100 * change:+.1f} pt'} | "
             f"{_fmt(r['top1_agreement'], '.4f')} | {_fmt(r['max_abs_diff'], '.2g')} | "
-            f"{'-' if r['gate_passed'] is None else ('pass' if r['gate_passed'] else 'FAIL')} |")
+            f"{'-' if r['gate_passed'] is None else ('pass' if r['gate_passed'] else 'FAIL')} | "
+            f"{r.get('isa', '-')} |")
     lines += ["", f"Pareto front (no other file is both smaller and faster): "
               f"{', '.join(report['pareto_front'])}."]
     rec = report.get("recommended")
@@ -169,26 +231,34 @@ def report(cfg: ReportConfig) -> dict[str, Any]:
     run_dir, export_dir = find_export(cfg.run)
     manifest = read_manifest(export_dir)
     out = Path(cfg.out).expanduser() if cfg.out else run_dir
-    rows, machine = [], None
-    for art in manifest["artifacts"]:
-        bench = benchmark(export_dir / art["file"], threads=cfg.threads, runs=cfg.runs,
-                          warmup=cfg.warmup, progress=cfg.verbose)     # checks the sha256 too
-        rows.append(_row(art, bench))
-        machine = bench["machine"]
+    rows, machine, isa = [], None, cpu_isa()
+    sources = [(variant_label((manifest.get("source") or {}).get("compression")), run_dir, export_dir,
+                manifest)]
+    sources += [(label, d, e, read_manifest(e)) for label, d, e in find_variants(run_dir)]
+    for label, vdir, edir, man in sources:
+        for art in man["artifacts"]:
+            bench = benchmark(edir / art["file"], threads=cfg.threads, runs=cfg.runs,
+                              warmup=cfg.warmup, progress=cfg.verbose)     # checks the sha256 too
+            row = {"variant": label, "run": vdir.name, **_row(art, bench), "isa": isa}
+            if edir != export_dir:   # files of another run dir: keep them apart in the table
+                row["file"] = f"{vdir.name}/export/{art['file']}"
+            rows.append(row)
+            machine = bench["machine"]
     keras_row = None
     keras_acc = next((r["accuracy_keras"] for r in rows if r["accuracy_keras"] is not None), None)
     source_model = run_dir / manifest["source"].get("model", "model.keras")
     if cfg.keras and source_model.is_file():
         bench = benchmark(source_model, runs=max(1, cfg.runs // 5), warmup=min(cfg.warmup, 2),
                           manifest=None, progress=cfg.verbose)
-        keras_row = {**_row({"file": source_model.name, "format": "keras",
+        keras_row = {"variant": sources[0][0], **_row({"file": source_model.name, "format": "keras",
                              "size_bytes": source_model.stat().st_size}, bench),
-                     "accuracy": keras_acc}
+                     "accuracy": keras_acc, "isa": isa}
     metrics = run_dir / "metrics.json"
     front = pareto_front(rows)
     result = {"run": str(run_dir), "export_dir": str(export_dir), "source": manifest["source"],
               "benchmark": {"threads": cfg.threads, "runs": cfg.runs, "warmup": cfg.warmup,
-                            "batch": 1, "machine": machine},
+                            "batch": 1, "machine": machine, "isa": isa},
+              "variants": [{"variant": label, "run": str(d)} for label, d, _, _ in sources],
               "training_metrics": json.loads(metrics.read_text()) if metrics.is_file() else None,
               "rows": rows, "keras": keras_row, "pareto_front": front,
               "recommended": recommend(rows, keras_acc)}

@@ -157,6 +157,15 @@ class Initializer:
     make_model: Any
     phases: tuple[Phase, ...]
     info: dict[str, Any] = field(default_factory=dict)
+    stage: str = "finetune"          # metrics.json key that holds `info` and the phases
+    # hooks for stages that train another form of the model (pipeline.compress: tfmot wrappers
+    # on the tf_keras twin); None = train the plain twin of the training Keras
+    keras_module: Any = None         # the Keras that trains (None: the strategy's)
+    wrap: Any = None                 # wrap(twin with the starting weights, steps/epoch) -> model to fit
+    keeper_weights: Any = None       # keeper_weights(fitted model) -> weights for model.keras
+    callbacks: tuple[Any, ...] = ()  # callbacks(k) -> extra callbacks, run before the others
+    first_best_epoch: int = 0        # earlier epochs never count as best (pruning ramps up)
+    finish: Any = None               # finish(fitted model, final keras model, dataset(split)) -> dict
 
 
 @dataclass
@@ -263,7 +272,7 @@ def train(cfg: TrainConfig, *, init: Initializer | None = None) -> TrainResult:
     from pipeline.data import load_dataset, make_tf_dataset
     from pipeline.optim import lr_curve
 
-    k = placement.keras_module()
+    k = init.keras_module if init is not None and init.keras_module else placement.keras_module()
     make_model = create_model
     recipe = None
     if init is None:
@@ -333,6 +342,8 @@ def train(cfg: TrainConfig, *, init: Initializer | None = None) -> TrainResult:
               for p, s in zip(phases, starts)]
 
     def save_best(weights: list) -> None:
+        if init is not None and init.keeper_weights is not None:
+            weights = init.keeper_weights(model)   # the fitted model (bound below)
         keeper.set_weights(weights)
         save_model(keeper, paths.model)
 
@@ -340,11 +351,15 @@ def train(cfg: TrainConfig, *, init: Initializer | None = None) -> TrainResult:
     monitor = ("val_map" if det else "val_accuracy") if val_ds is not None else "accuracy"
     best = bind(k, BestCheckpoint)(save_best, log, monitor=monitor, tiebreak=monitor[:-8] + "loss",
                                    patience=cfg.early_stopping.patience,
-                                   min_delta=cfg.early_stopping.min_delta)
+                                   min_delta=cfg.early_stopping.min_delta,
+                                   first_epoch=init.first_best_epoch if init is not None else 0)
     with precision_policy(k, cfg.mixed_precision) as policy, placement.strategy.scope():
         model = make_model(name, keras_module=k, **build)
         if init is not None:
             model.set_weights(keeper.get_weights())
+            if init.wrap is not None:
+                model = init.wrap(model, steps)
+                best.first_epoch = init.first_best_epoch   # wrap may set it from the steps
         for i, (phase, start, curve) in enumerate(zip(phases, starts, curves)):
             backup = paths.backup if len(phases) == 1 else paths.backup / f"phase{i + 1}"
             later = [paths.backup / f"phase{j + 1}" for j in range(i + 1, len(phases))]
@@ -362,6 +377,8 @@ def train(cfg: TrainConfig, *, init: Initializer | None = None) -> TrainResult:
                                        tensorboard_dir=paths.tensorboard, before_log=[bind(k, ValMAP)(
                                            lambda m: evaluate_split(m, data.val, data.class_names,
                                                                     shape[:2])[0])] if det else [])
+            if init is not None and init.callbacks:
+                callbacks = [*init.callbacks(k), *callbacks]
             model.fit(train_ds, validation_data=val_ds, initial_epoch=start, epochs=phase.end,
                       callbacks=callbacks, verbose=cfg.verbose, shuffle=False)   # dataset shuffles
             if best.stopped_epoch is not None:
@@ -396,7 +413,10 @@ def train(cfg: TrainConfig, *, init: Initializer | None = None) -> TrainResult:
         "task": cfg.task,
     })
     if init is not None:
-        metrics["finetune"] = {**init.info, "phases": [dataclasses.asdict(p) for p in phases]}
+        metrics[init.stage] = {**init.info, "phases": [dataclasses.asdict(p) for p in phases]}
+        if init.finish is not None:
+            metrics[init.stage].update(init.finish(model, final, lambda split: tf_data(
+                getattr(data, split), False)))
     if det:
         metrics["num_anchors"] = get_contract(final).extra["num_anchors"]
     _write_outputs(paths, metrics, rows, data.class_names, cfg, name, shown, get_contract(final))

@@ -38,7 +38,8 @@ def digits_run(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def digits_export(digits_run):
-    """digits_run exported to all five formats (int8 with uint8 I/O) into digits_run/export."""
+    """digits_run exported to every format of a trained run (int8 with uint8 I/O) into
+    digits_run/export."""
     from pipeline.config import load_config
     from pipeline.export import ExportConfig, export
 

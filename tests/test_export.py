@@ -19,7 +19,7 @@ from serving.metadata import ArtifactError, read_onnx_metadata, read_tflite_meta
 
 EXPECTED_FILES = {"tflite_fp32": "model_fp32.tflite", "tflite_fp16": "model_fp16.tflite",
                   "tflite_dynamic": "model_dynamic.tflite", "tflite_int8": "model_int8_uint8io.tflite",
-                  "onnx": "model.onnx"}
+                  "onnx": "model.onnx", "onnx_int8": "model_int8.onnx"}
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,8 @@ def test_metadata_is_read_back_from_each_file(exported, digits_run):
             assert meta["quantization"]["calibration"]["samples"] == 300
         else:
             assert meta["input"]["dtype"] == "float32" and meta["input"]["scale"] is None
-            assert meta["quantization"]["calibration"] is None
+            calibration = meta["quantization"]["calibration"]
+            assert (calibration["samples"] == 300) if spec.calibrated else calibration is None
         assert meta["input"]["shape"][1:] == [32, 32, 1]
 
 
@@ -110,7 +111,8 @@ def test_tampered_file_is_refused(exported, tmp_path, name):
 
 @pytest.mark.parametrize("args,message", [
     (["formats=tflite_int9"], "unknown format 'tflite_int9' (did you mean: tflite_int8"),
-    (["formats=onnx", "io=uint8"], "io=uint8: not an option of onnx (only tflite_int8 takes it)"),
+    (["formats=onnx", "io=uint8"],
+     "io=uint8: not an option of onnx (only tflite_int8, tflite_qat_int8 take it)"),
     (["formats=tflite_fp32", "opset=17"], "opset=17: not an option of tflite_fp32 (only onnx"),
     (["opset=30"], "opset: 30 is outside the supported 13..18"),
     (["io=uint9"], "io: 'uint9' is not one of 'float', 'uint8', 'int8' (did you mean: uint8"),

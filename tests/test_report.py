@@ -31,7 +31,8 @@ def test_report_writes_md_json_png(digits_run, digits_export, tmp_path):
     assert data["benchmark"]["threads"] == 1
     assert set(data["pareto_front"]) <= set(files) and data["pareto_front"]
     md = (run / "report.md").read_text()
-    assert "| file | format | size KB | p50 ms |" in md and all(f in md for f in files)
+    assert "| variant | file | format | size KB | gzip KB | p50 ms |" in md and all(f in md for f in files)
+    assert all(r["variant"] == "source" and r["isa"] and r["gzip_kb"] > 0 for r in data["rows"])
     assert (run / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     machine = data["benchmark"]["machine"]
     assert machine == machine_info() and machine["isa"] and "onnxruntime" in machine["runtimes"]

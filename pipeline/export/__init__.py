@@ -1,5 +1,6 @@
-"""Export a trained model to TFLite (fp32, fp16, dynamic-range, full int8) and ONNX, gate every
-file on held-out images against the Keras model, and write a manifest.
+"""Export a trained model to TFLite (fp32, fp16, dynamic-range, full int8) and ONNX (float32 and
+static int8), or a QAT run (pipeline.compress) to int8 files made from its QAT graph, gate every
+file on held-out images against the model it came from, and write a manifest.
 
     from pipeline.export import ExportConfig, export
     result = export(ExportConfig(model="runs/r1", formats=("tflite_int8", "onnx")))

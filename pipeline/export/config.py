@@ -14,9 +14,9 @@ from dataclasses import dataclass, field, fields
 from typing import ClassVar, Literal
 
 from models.options import OptionError
-from pipeline.export.formats import FORMATS, check_request
+from pipeline.export.formats import FORMATS, check_request, formats_for
 
-ALL_FORMATS = tuple(FORMATS)
+ALL_FORMATS = formats_for("float")   # what a trained (or pruned) run exports by default
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,8 @@ class GateConfig:
     tflite_dynamic: float = 0.97
     tflite_int8: float = 0.97
     onnx: float = 0.995
+    onnx_int8: float = 0.97
+    tflite_qat_int8: float = 0.97       # against the QAT graph the file was made from
     max_accuracy_drop: float = 0.02
     max_abs_diff: float | None = None   # optional bound on |p_artifact - p_keras|, every format
     samples: int = 0                    # held-out images compared; 0 = the whole test split
@@ -63,12 +65,12 @@ class ExportConfig:
     """Export a trained model to every requested format, gate each file, write a manifest."""
     POSITIONAL: ClassVar[str] = "model"     # `python -m pipeline export runs/r1`
     model: str = ""                         # run dir (model.keras + config.yaml) or a .keras file
-    formats: tuple[str, ...] = ALL_FORMATS
+    formats: tuple[str, ...] = ()           # () = every format that applies to the run
     calib: str = ""          # data for calibration and the parity test split: digits|shapes|folder;
                              # default: the `data:` section of the run's config.yaml
     io: Literal["float", "uint8", "int8"] | None = None   # tflite_int8 input/output dtype
     opset: int | None = None                               # onnx opset
-    calib_samples: int | None = None                       # tflite_int8 calibration images
+    calib_samples: int | None = None                       # int8 calibration images
     out: str = ""            # default: <run dir>/export
     seed: int = 0            # which training images calibrate, which test images are compared
     verbose: bool = True

@@ -13,6 +13,7 @@ folder, so a run leaves either a complete, gated export or nothing.
 """
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -31,7 +32,7 @@ from models.options import OptionError
 from pipeline.config import save_config
 from pipeline.export.config import ExportConfig
 from pipeline.export.errors import ExportError, GateError
-from pipeline.export.formats import FORMATS, check_request
+from pipeline.export.formats import FORMATS, check_request, formats_for
 from pipeline.export.parity import check_artifact
 from pipeline.export.sources import Run, load_images, resolve_run
 
@@ -108,6 +109,18 @@ def run_worker(job: dict[str, Any], scratch: Path, verbose: bool) -> None:
         raise ExportError(_crash_message(rc, current, log))
 
 
+def reference_paths(job: dict[str, Any]) -> dict[str, str]:
+    """Where the worker writes the reference probabilities: the Keras model's, the QAT graph's
+    (QAT runs) and the uncompressed source model's (compressed runs)."""
+    base = Path(job["reference"])
+    paths = {"model": str(base)}
+    for kind in ("qat", "origin"):
+        key = "qat_graph" if kind == "qat" else kind
+        if job.get(key):
+            paths[kind] = str(base.with_name(f"{base.stem}_{kind}.npy"))
+    return paths
+
+
 def _publish(staging: Path, out: Path) -> None:
     """Swap the finished staging folder onto `out` with renames (same parent folder)."""
     old = None
@@ -120,21 +133,28 @@ def _publish(staging: Path, out: Path) -> None:
 
 
 def _summary(rows: list[dict[str, Any]]) -> str:
-    lines = [f"{'file':<30}{'size KB':>10}{'agree':>8}{'acc':>8}{'keras':>8}{'max|dp|':>10}"]
+    lines = [f"{'file':<30}{'size KB':>10}{'gzip KB':>10}{'agree':>8}{'acc':>8}{'keras':>8}"
+             f"{'max|dp|':>10}"]
     for r in rows:
         p = r["parity"]
-        lines.append(f"{r['file']:<30}{r['size_bytes'] / 1024:>10.1f}{p['top1_agreement']:>8.3f}"
-                     f"{p['accuracy']:>8.3f}{p['accuracy_keras']:>8.3f}{p['max_abs_diff']:>10.2g}")
+        lines.append(f"{r['file']:<30}{r['size_bytes'] / 1024:>10.1f}{r['size_gzip_bytes'] / 1024:>10.1f}"
+                     f"{p['top1_agreement']:>8.3f}{p['accuracy']:>8.3f}{p['accuracy_keras']:>8.3f}"
+                     f"{p['max_abs_diff']:>10.2g}")
     return "\n".join(lines)
 
 
 def export(cfg: ExportConfig) -> ExportResult:
     """Export cfg.model to cfg.formats under the parity gate; see the module docstring."""
+    from pipeline.compress.sparsity import file_sparsity
     from serving.manifest import sha256_file, write_manifest
 
     cfg.validate()
-    specs = check_request(cfg.formats, cfg.format_options())
     run = resolve_run(cfg.model, cfg.calib)
+    specs = check_request(cfg.formats or formats_for(run.kind), cfg.format_options())
+    needs_qat = [s.name for s in specs if s.runs == ("qat",)]
+    if needs_qat and run.kind != "qat":
+        raise OptionError(f"formats: {', '.join(needs_qat)} needs a QAT run (python -m pipeline "
+                          f"compress from={cfg.model} method=qat); model={cfg.model} is not one")
     out = resolve_out(cfg, run)
     given = cfg.format_options()
     items = [{"format": s.name, "file": s.filename(s.resolved_options(given)),
@@ -143,7 +163,7 @@ def export(cfg: ExportConfig) -> ExportResult:
                   default=0)
     images = load_images(run, calib_samples=n_calib, test_samples=cfg.gate.samples, seed=cfg.seed)
     source = {"model": run.model_path.name, "sha256": sha256_file(run.model_path),
-              "config": run.config}
+              "config": run.config, "compression": run.compression}
 
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
@@ -156,23 +176,34 @@ def export(cfg: ExportConfig) -> ExportResult:
                "scratch": str(scratch), "items": items,
                "source": source, "test": str(scratch / "test.npy"),
                "reference": str(scratch / "reference.npy"), "calibration": None,
-               "calibration_info": images.calibration_info if n_calib else None}
+               "calibration_info": images.calibration_info if n_calib else None,
+               "qat_graph": str(run.qat_graph) if run.qat_graph else None,
+               "origin": str(run.origin) if run.origin else None}
         np.save(job["test"], images.test)
         if images.calibration is not None:
             job["calibration"] = str(scratch / "calibration.npy")
             np.save(job["calibration"], images.calibration)
         run_worker(job, scratch, cfg.verbose)
-        reference = np.load(job["reference"])
+        references = {kind: np.load(path) for kind, path in reference_paths(job).items()}
+        origin_accuracy = None
+        if "origin" in references:   # the uncompressed source run, on the same test images
+            origin_accuracy = float(np.mean(references["origin"].argmax(1) == images.test_labels))
 
         rows, failures = [], []
         for item in tqdm(items, desc="parity", unit="file", disable=not cfg.verbose):
             spec = FORMATS[item["format"]]
-            parity = check_artifact(staging / item["file"], spec, images.test, images.test_labels,
-                                    reference, cfg.gate)
+            reference = references["qat" if spec.runs == ("qat",) else "model"]
+            path = staging / item["file"]
+            parity = check_artifact(path, spec, images.test, images.test_labels, reference, cfg.gate)
             parity["test_set"] = images.test_info
+            parity["reference"] = "qat graph" if spec.runs == ("qat",) else run.model_path.name
+            if origin_accuracy is not None:
+                parity["accuracy_source"] = origin_accuracy
+                parity["accuracy_change_vs_source"] = parity["accuracy"] - origin_accuracy
             failures += [f"{spec.name} ({item['file']}): {r}" for r in parity["reasons"]]
             rows.append({"file": item["file"], "format": spec.name, "options": item["options"],
-                         "parity": parity})
+                         "size_gzip_bytes": len(gzip.compress(path.read_bytes(), 9)),
+                         "sparsity": file_sparsity(path)["overall"], "parity": parity})
         if failures:
             raise GateError(failures)
         manifest = write_manifest(staging, {**source, "path": str(run.model_path)}, rows)

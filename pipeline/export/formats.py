@@ -15,6 +15,16 @@ Quantization variants (TensorFlow Lite post-training quantization guide):
                   input/output (QUANTIZE/DEQUANTIZE at the boundary), uint8/int8 makes the
                   file's input and output integer (scale/zero_point in its metadata)
   onnx            float32, through tf2onnx, opset configurable
+  onnx_int8       ONNX Runtime static quantization of the onnx file: QDQ, int8 per-channel
+                  weights, uint8 activations, calibrated on the same training sample as
+                  tflite_int8 (the int8 file for ONNX users; a QAT graph through tf2onnx was
+                  measured as not faithful, so QAT runs get this one too)
+  tflite_qat_int8 full integer from a QAT run's own graph (pipeline.compress method=qat or
+                  prune_qat): the learned ranges, not a calibration, set the activation scales
+
+The `runs` column says which runs a format applies to: "float" (a trained, fine-tuned or pruned
+run: its model.keras is the model) and "qat" (a QAT run: its qat/saved_model graph is the
+model); an export with no formats= gives every format that applies to the run.
 """
 from __future__ import annotations
 
@@ -53,6 +63,8 @@ class FormatSpec:
     calibrated: bool = False    # needs a representative dataset
     lossy: bool = False         # the gate also checks the accuracy drop
     help: str = ""
+    runs: tuple[str, ...] = ("float", "qat")   # run kinds it applies to by default (see above)
+    file: str = ""              # file name stem when it is not model_<variant>
 
     @property
     def suffix(self) -> str:
@@ -61,8 +73,8 @@ class FormatSpec:
     def filename(self, opts: Mapping[str, Any]) -> str:
         """Truthful file name: model_int8.tflite has int8 activations; _uint8io marks integer I/O."""
         if self.family == "onnx":
-            return "model.onnx"
-        variant = self.name.split("_", 1)[1]
+            return f"{self.file or 'model'}.onnx"
+        variant = self.file or self.name.split("_", 1)[1]
         io = opts.get("io", "float") if "io" in self.options else "float"
         return f"model_{variant}{'' if io == 'float' else f'_{io}io'}.tflite"
 
@@ -74,17 +86,29 @@ class FormatSpec:
 
 FORMATS: dict[str, FormatSpec] = {f.name: f for f in (
     FormatSpec("tflite_fp32", "tflite", "float32", "float32", (),
-               help="TFLite, float32"),
+               help="TFLite, float32", runs=("float",)),
     FormatSpec("tflite_fp16", "tflite", "float16", "float32", (),
-               help="TFLite, float16 weights"),
+               help="TFLite, float16 weights", runs=("float",)),
     FormatSpec("tflite_dynamic", "tflite", "int8", "float32", (), lossy=True,
-               help="TFLite dynamic range: int8 weights, float activations"),
+               help="TFLite dynamic range: int8 weights, float activations", runs=("float",)),
     FormatSpec("tflite_int8", "tflite", "int8", "int8", ("io", "calib_samples"),
-               calibrated=True, lossy=True,
+               calibrated=True, lossy=True, runs=("float",),
                help="TFLite full integer: int8 weights and activations, calibrated"),
     FormatSpec("onnx", "onnx", "float32", "float32", ("opset",),
-               help="ONNX via tf2onnx, float32"),
+               help="ONNX via tf2onnx, float32", runs=("float",)),
+    FormatSpec("onnx_int8", "onnx", "int8", "uint8", ("opset", "calib_samples"),
+               calibrated=True, lossy=True, file="model_int8",
+               help="ONNX Runtime static quantization (QDQ): int8 per-channel weights, uint8 "
+                    "activations, calibrated"),
+    FormatSpec("tflite_qat_int8", "tflite", "int8", "int8", ("io", "calib_samples"),
+               calibrated=True, lossy=True, runs=("qat",), file="qat_int8",
+               help="TFLite full integer from a QAT run's graph (its learned ranges)"),
 )}
+
+
+def formats_for(kind: str) -> tuple[str, ...]:
+    """The formats an export gives a run of this kind ("float" or "qat") by default."""
+    return tuple(name for name, spec in FORMATS.items() if kind in spec.runs)
 
 
 def get_format(name: str) -> FormatSpec:
@@ -97,9 +121,7 @@ def get_format(name: str) -> FormatSpec:
 
 def check_request(formats: Iterable[str], given: Mapping[str, Any]) -> list[FormatSpec]:
     """Validate formats and the options set explicitly (None = not set); return the specs."""
-    names = list(formats)
-    if not names:
-        raise OptionError(f"formats: give at least one of {', '.join(FORMATS)}")
+    names = list(formats) or list(FORMATS)   # () = the run's default formats (checked later)
     specs = [get_format(n) for n in names]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:

@@ -22,6 +22,8 @@ from models.options import OptionError
 
 MODEL_FILE = "model.keras"
 RUN_CONFIG = "config.yaml"
+QAT_METHODS = ("qat", "prune_qat")
+QAT_GRAPH = "qat/saved_model"   # written by pipeline.compress for QAT runs
 
 
 @dataclass
@@ -32,6 +34,22 @@ class Run:
     config: dict[str, Any] | None     # the run's resolved config (config.yaml), if any
     contract: DataContract
     data: Any                         # pipeline.data.DataConfig
+    compression: dict[str, Any] | None = None   # a compressed run: what was done (metrics.json)
+
+    @property
+    def kind(self) -> str:
+        """"qat" for a QAT/PQAT run (its QAT graph is the model), else "float"."""
+        return "qat" if self.compression and self.compression["method"] in QAT_METHODS else "float"
+
+    @property
+    def qat_graph(self) -> Path | None:
+        return self.run_dir / QAT_GRAPH if self.kind == "qat" and self.run_dir else None
+
+    @property
+    def origin(self) -> Path | None:
+        """The uncompressed model a compressed run was made from (for the accuracy change)."""
+        path = (self.compression or {}).get("source_model")
+        return Path(path) if path and Path(path).is_file() else None
 
 
 def _read_run_config(path: Path) -> dict[str, Any]:
@@ -89,7 +107,30 @@ def resolve_run(model: str, calib: str = "") -> Run:
     if data.is_folder and not Path(data.source).is_dir():
         raise OptionError(f"data source {data.source!r}: no such folder (give digits, shapes or "
                           "an image folder)")
-    return Run(model_path, run_dir, config, contract, data)
+    return Run(model_path, run_dir, config, contract, data, _compression(run_dir, config))
+
+
+def _compression(run_dir: Path | None, config: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What pipeline.compress did to the run: method, options, sparsity, QAT scheme."""
+    record = (config or {}).get("compress")
+    if run_dir is None or not isinstance(record, dict):
+        return None
+    import json
+
+    metrics = run_dir / "metrics.json"
+    done = json.loads(metrics.read_text()).get("compress", {}) if metrics.is_file() else {}
+    out = {"method": record.get("method"), "from": record.get("from"),
+           "source_model": done.get("source_model"),
+           "sparsity": (done.get("sparsity") or {}).get("overall"),
+           "accuracy_before": done.get("accuracy_before"), "accuracy_after": done.get("accuracy_after")}
+    if "prune" in done:
+        out["prune"] = {k: done["prune"].get(k) for k in ("target", "schedule", "structure")}
+    if "qat" in done:
+        out["qat"] = {k: done["qat"].get(k) for k in ("weights", "preserve_sparsity")}
+    if out["method"] in QAT_METHODS and not (run_dir / QAT_GRAPH / "saved_model.pb").is_file():
+        raise OptionError(f"model={run_dir}: a {out['method']} run without {QAT_GRAPH} (unfinished? "
+                          "re-run the compress command)")
+    return out
 
 
 def _check_labels(contract: DataContract, class_names: tuple[str, ...], source: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -48,19 +49,29 @@ def saved_model(model: Any, workdir: Path) -> Path:
 
 
 def convert(model: Any, spec: FormatSpec, options: dict[str, Any], *,
-            calibration: np.ndarray | None, workdir: Path) -> bytes:
-    """The .tflite bytes for `spec` (no metadata yet); workdir holds temporary files."""
+            calibration: np.ndarray | None, workdir: Path, graph: Path | None = None) -> bytes:
+    """The .tflite bytes for `spec` (no metadata yet); workdir holds temporary files; `graph`:
+    a QAT run's SavedModel, the source of tflite_qat_int8."""
     import tensorflow as tf
 
-    conv = tf.lite.TFLiteConverter.from_saved_model(str(saved_model(model, workdir)))
+    if spec.name == "tflite_qat_int8":
+        if graph is None:
+            raise ExportError(f"{spec.name}: needs a QAT run's graph (pipeline compress method=qat)")
+        conv = tf.lite.TFLiteConverter.from_saved_model(str(graph))
+        info = json.loads((graph.parent / "info.json").read_text())
+        if info.get("weights") == "per_tensor":   # as the QAT model fake-quantized them
+            conv._experimental_disable_per_channel = True
+    else:
+        conv = tf.lite.TFLiteConverter.from_saved_model(str(saved_model(model, workdir)))
     if spec.name == "tflite_fp16":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.target_spec.supported_types = [tf.float16]
     elif spec.name == "tflite_dynamic":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    elif spec.name == "tflite_int8":
+    elif spec.name in ("tflite_int8", "tflite_qat_int8"):   # the QAT graph's ranges win;
+        # the calibration sample only sets the tensors QAT left without one (the input)
         if calibration is None or not len(calibration):
-            raise ExportError("tflite_int8: needs calibration images (calib=<data>)")
+            raise ExportError(f"{spec.name}: needs calibration images (calib=<data>)")
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = _representative(calibration)
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]

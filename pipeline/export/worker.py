@@ -51,6 +51,17 @@ def reference_probs(model: Any, images: np.ndarray) -> np.ndarray:
     return out.astype(np.float32)
 
 
+def graph_probs(graph: Path, images: np.ndarray) -> np.ndarray:
+    """Probabilities (N, K) of a SavedModel graph (a QAT run's: fake-quant ops are plain TF ops,
+    so no tfmot is needed) for uint8 (N, H, W, C)."""
+    import tensorflow as tf
+
+    fn = tf.saved_model.load(str(graph)).signatures["serving_default"]
+    out = [fn(tf.constant(images[i:i + REFERENCE_BATCH].astype(np.float32)))["probs"].numpy()
+           for i in range(0, len(images), REFERENCE_BATCH)]
+    return np.concatenate(out).astype(np.float32)
+
+
 def convert_one(model: Any, item: dict[str, Any], job: dict[str, Any],
                 calibration: np.ndarray | None) -> Path:
     """Convert (temp files in scratch), describe, embed metadata, write one artifact (atomically)
@@ -60,23 +71,34 @@ def convert_one(model: Any, item: dict[str, Any], job: dict[str, Any],
 
     spec = FORMATS[item["format"]]
     family = importlib.import_module(f"pipeline.export.{spec.family}")
+    graph = Path(job["qat_graph"]) if job.get("qat_graph") and spec.runs == ("qat",) else None
     data = family.convert(model, spec, item["options"], calibration=calibration,
-                          workdir=Path(job["scratch"]))
+                          workdir=Path(job["scratch"]), graph=graph)
     inp, out = family.describe_io(data)
+    quantization = quantization_record(spec, job.get("calibration_info"))
+    if graph is not None:
+        quantization["ranges"] = "learned by quantization-aware training (the QAT graph)"
+    if job["source"].get("compression"):
+        quantization["compression"] = job["source"]["compression"]
     meta = build_metadata(
         format=spec.name, contract=get_contract(model),
         input=tensor_spec(**inp), output=tensor_spec(**out),
-        quantization=quantization_record(spec, job.get("calibration_info")),
-        source=job["source"])
+        quantization=quantization, source=job["source"])
     return write_bytes(Path(job["staging"]) / item["file"], family.embed(data, meta))
 
 
 def run_job(job: dict[str, Any], events: TextIO) -> int:
     from models import load_model
+    from pipeline.export.core import reference_paths
 
     model = load_model(job["model"])
     test = np.load(job["test"])
-    np.save(job["reference"], reference_probs(model, test))
+    paths = reference_paths(job)
+    np.save(paths["model"], reference_probs(model, test))
+    if "origin" in paths:
+        np.save(paths["origin"], reference_probs(load_model(job["origin"]), test))
+    if "qat" in paths:
+        np.save(paths["qat"], graph_probs(Path(job["qat_graph"]), test))
     _emit(events, event="reference")
     calibration = np.load(job["calibration"]) if job.get("calibration") else None
     current = None

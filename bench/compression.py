@@ -1,0 +1,170 @@
+"""What each compression technique costs and buys, on generated shapes (issue 10's table).
+
+    python bench/compression.py [--models vgg11:0.25,resnet18:0.5,mobilenetv2:0.5] [--per-class 300]
+                                [--epochs 10] [--tune-epochs 3] [--runs 100]
+
+For each model: train a source run (pipeline.train), export it (fp32, PTQ int8, ONNX int8), then
+pipeline.compress: pruned 50/75/90% (each exported fp32 + PTQ int8), 2:4, QAT (its int8 file from
+the QAT graph) and PQAT from the 75% run; every file is timed through serving (batch 1, 1 thread).
+The exports run with the gate's thresholds at 0 so every number is recorded; whether a file would
+pass the default gate is a column. Writes bench/results/compression.json and .png (gzip size vs
+accuracy per model), prints the table, and the CPU's ISA (int8 speed differs between AVX2-only
+and VNNI machines). `vgg11:0.25` is the quick start's model (batch_norm, its recipe).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from models.atomic import atomic_path, write_json  # noqa: E402
+from pipeline.config import load_config  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+NO_GATE = ["gate.tflite_fp32=0", "gate.tflite_fp16=0", "gate.tflite_dynamic=0", "gate.tflite_int8=0",
+           "gate.onnx=0", "gate.onnx_int8=0", "gate.tflite_qat_int8=0", "gate.max_accuracy_drop=1"]
+# variant -> (compress args or None for the source, formats exported)
+VARIANTS = {
+    "base": (None, "tflite_fp32,tflite_int8,onnx_int8"),
+    "pruned 50%": (["method=prune", "prune.sparsity=0.5"], "tflite_fp32,tflite_int8"),
+    "pruned 75%": (["method=prune", "prune.sparsity=0.75"], "tflite_fp32,tflite_int8"),
+    "pruned 90%": (["method=prune", "prune.sparsity=0.9"], "tflite_fp32,tflite_int8"),
+    "pruned 2:4": (["method=prune", "prune.structure=2:4"], "tflite_fp32,tflite_int8"),
+    "QAT": (["method=qat"], "tflite_qat_int8"),
+    "PQAT 75%": (["method=prune_qat"], "tflite_qat_int8"),   # from the pruned 75% run
+}
+
+
+def recipe(name: str, width: float, per_class: int, epochs: int) -> list[str]:
+    opts = [f"model={name}", f"model.width={width}", "data=shapes",
+            f"data.shapes.per_class={per_class}", f"epochs={epochs}", "batch_size=64",
+            "optimizer=adamw", "weight_decay=0.0005", "schedule=cosine", "schedule.warmup_epochs=1",
+            "verbose=2"]
+    if name == "vgg11":   # the quick start's model and recipe
+        return opts + ["model.batch_norm=true", "augment=standard", "lr=0.003"]
+    return opts + ["augment=none", f"lr={0.01 if name.startswith('mobilenet') else 0.003}"]
+
+
+def gate_passes(art: dict) -> bool:
+    from pipeline.export import GateConfig
+    from pipeline.export.formats import FORMATS
+
+    p, gate = art["parity"], GateConfig()
+    drop_ok = not FORMATS[art["format"]].lossy or p["accuracy_drop"] <= gate.max_accuracy_drop + 1e-12
+    return p["top1_agreement"] >= gate.min_agreement(art["format"]) and drop_ok
+
+
+def bench_model(spec: str, args: argparse.Namespace, root: Path) -> list[dict]:
+    from pipeline.compress import CompressConfig, compress
+    from pipeline.export import ExportConfig, export
+    from pipeline.train import TrainConfig, train
+    from serving.benchmark import run as benchmark
+
+    name, width = spec.split(":")
+    src = root / f"{name}-w{width}"
+    t0 = time.perf_counter()
+    if not (src / "metrics.json").is_file():
+        opts = recipe(name, float(width), args.per_class, args.epochs)
+        train(load_config(TrainConfig, [*opts, f"out={src}"]))
+    train_s = time.perf_counter() - t0
+    rows = []
+    for variant, (how, formats) in VARIANTS.items():
+        run, seconds = src, train_s
+        if how is not None:
+            run = root / f"{src.name}-{variant.replace(' ', '').replace('%', '').replace(':', 'of')}"
+            start = root / f"{src.name}-pruned75" if variant.startswith("PQAT") else src
+            t0 = time.perf_counter()
+            if not (run / "metrics.json").is_file():
+                compress(load_config(CompressConfig, [f"from={start}", *how, f"epochs={args.tune_epochs}",
+                                                      "verbose=2", f"out={run}"]))
+            seconds = time.perf_counter() - t0
+        result = export(load_config(ExportConfig, [f"model={run}", f"formats={formats}", "verbose=false",
+                                                   *NO_GATE]))
+        for art in result.artifacts:
+            b = benchmark(result.out_dir / art["file"], threads=1, runs=args.runs, warmup=10, progress=False)
+            p = art["parity"]
+            rows.append({"model": f"{name} w{width}", "variant": variant, "file": art["file"],
+                         "format": art["format"], "accuracy": p["accuracy"],
+                         "accuracy_source": p.get("accuracy_source", p["accuracy_keras"]),
+                         "agreement": p["top1_agreement"], "passes_default_gate": gate_passes(art),
+                         "size_kb": art["size_bytes"] / 1024, "gzip_kb": art["size_gzip_bytes"] / 1024,
+                         "sparsity": art["sparsity"], "p50_ms": b["latency_ms"]["p50"],
+                         "stage_seconds": seconds})
+            print(_line(rows[-1]), flush=True)
+    return rows
+
+
+HEADER = (f"{'model':<16}{'variant':<12}{'file':<30}{'acc':>7}{'src':>7}{'agree':>7}{'gate':>6}"
+          f"{'KB':>9}{'gzip KB':>9}{'zeros':>7}{'p50 ms':>8}{'stage s':>9}")
+
+
+def _line(r: dict) -> str:
+    gate = "pass" if r["passes_default_gate"] else "FAIL"
+    return (f"{r['model']:<16}{r['variant']:<12}{r['file']:<30}{r['accuracy']:>7.3f}"
+            f"{r['accuracy_source']:>7.3f}{r['agreement']:>7.3f}{gate:>6}{r['size_kb']:>9.1f}"
+            f"{r['gzip_kb']:>9.1f}{r['sparsity']:>7.2f}{r['p50_ms']:>8.3f}{r['stage_seconds']:>9.1f}")
+
+
+def plot(rows: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = sorted({r["model"] for r in rows})
+    fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 4.5), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        mine = [r for r in rows if r["model"] == model]
+        pts = ax.scatter([r["gzip_kb"] for r in mine], [100 * r["accuracy"] for r in mine],
+                         c=[r["p50_ms"] for r in mine], cmap="viridis_r", s=60, edgecolors="black")
+        for r in mine:
+            label = f"{r['variant']} {r['format'].replace('tflite_', '')}"
+            ax.annotate(label, (r["gzip_kb"], 100 * r["accuracy"]), fontsize=6, xytext=(4, 3),
+                        textcoords="offset points")
+        fig.colorbar(pts, ax=ax, label="p50 ms (1 thread)")
+        ax.set(xscale="log", xlabel="gzip size (KB, log)", ylabel="test accuracy (%)", title=model)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pipeline.report import cpu_isa
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--models", default="vgg11:0.25,resnet18:0.5,mobilenetv2:0.5")
+    ap.add_argument("--per-class", type=int, default=300)
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--tune-epochs", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=100)
+    ap.add_argument("--root", default="runs/bench-compression")
+    ap.add_argument("--name", default="compression")
+    args = ap.parse_args(argv)
+    root = Path(args.root)
+    rows: list[dict] = []
+    t0 = time.perf_counter()
+    print(HEADER, flush=True)
+    isa = cpu_isa()
+    for spec in args.models.split(","):   # results are written after each model
+        rows += bench_model(spec, args, root)
+        meta = {"isa": isa, "cpus": os.cpu_count(), "per_class": args.per_class, "epochs": args.epochs,
+                "tune_epochs": args.tune_epochs, "runs": args.runs,
+                "wall_seconds": time.perf_counter() - t0}
+        write_json(RESULTS / f"{args.name}.json", {"meta": meta, "rows": rows})
+        plot(rows, RESULTS / f"{args.name}.png", f"shapes {args.per_class}/class, source {args.epochs} "
+             f"epochs, compression {args.tune_epochs} epochs; CPU ISA {isa}; latency 1 thread")
+    print("\n" + HEADER + "\n" + "\n".join(_line(r) for r in rows))
+    print(f"CPU ISA: {isa}; wrote {RESULTS / args.name}.json and .png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""tensorflow-model-optimization on the tf_keras twin: pruning wrappers, QAT annotation, and the
+way back to plain weights. Imported ONLY by pipeline.compress.worker (its own process): importing
+tfmot sets TF_USE_LEGACY_KERAS=1 for the whole process.
+
+Why per layer: `quantize_model(twin)` and `prune_low_magnitude(twin)` on the whole model fail for
+every family (the `normalize` layer is a Rescaling, which tfmot does not handle), so the twin is
+cloned and each layer is wrapped on its own (../shared/STACK.md, "Compression"):
+  - pruning: Conv2D and Dense kernels, except the layers kept dense (first conv, classifier by
+    default); DepthwiseConv2D stays dense, as tfmot does;
+  - QAT: layers tfmot's 8-bit registry supports are annotated as they are; BatchNormalization right
+    after a conv too (so tfmot and the converter fold it); Rescaling, Multiply and standalone BN
+    get OutputQuant (fake-quantize the output only: 8-bit, per tensor, asymmetric, moving-average
+    range); AveragePooling2D gets NoQuant (the converter needs its input and output on one scale).
+    An activation tfmot cannot quantize (selu, softplus, ...) or an unknown layer type fails
+    before any training, naming the layer.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import tensorflow_model_optimization as tfmot
+import tf_keras
+
+from models.options import OptionError, suggest
+from pipeline.compress.config import CompressError
+
+L = tf_keras.layers
+qk = tfmot.quantization.keras
+QAT_ACTIVATIONS = ("relu", "relu6", "swish", "gelu", "linear", "softmax", "sigmoid", "tanh")
+CONVS = (L.Conv2D, L.DepthwiseConv2D)
+
+
+class OutputQuant(qk.QuantizeConfig):
+    """Fake-quantize only the layer's output (no weights): for Rescaling/Multiply/lone BN."""
+
+    def get_weights_and_quantizers(self, layer: Any) -> list:
+        return []
+
+    def get_activations_and_quantizers(self, layer: Any) -> list:
+        return []
+
+    def set_quantize_weights(self, layer: Any, quantize_weights: Any) -> None:
+        pass
+
+    def set_quantize_activations(self, layer: Any, quantize_activations: Any) -> None:
+        pass
+
+    def get_output_quantizers(self, layer: Any) -> list:
+        return [qk.quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False,
+                                                     narrow_range=False)]
+
+    def get_config(self) -> dict:
+        return {}
+
+
+class NoQuant(OutputQuant):
+    """Leave the layer alone: its input's scale carries through (AveragePooling2D)."""
+
+    def get_output_quantizers(self, layer: Any) -> list:
+        return []
+
+
+SCOPE = {"OutputQuant": OutputQuant, "NoQuant": NoQuant}
+
+
+def _kernel_layers(model: Any) -> list[Any]:
+    return [layer for layer in model.layers if isinstance(layer, (*CONVS, L.Dense))]
+
+
+def _input_layer(layer: Any) -> Any:
+    return layer.input._keras_history.layer   # the layer whose output feeds `layer`
+
+
+def dense_names(model: Any, dense: Sequence[str], classifier: Sequence[str]) -> set[str]:
+    """Names of the layers prune.dense keeps dense; an unknown name is an OptionError."""
+    kernels = _kernel_layers(model)
+    names = [layer.name for layer in model.layers]
+    keep: set[str] = set()
+    for item in dense:
+        if item == "none":
+            continue
+        if item == "first":
+            keep |= {next(layer.name for layer in kernels if isinstance(layer, L.Conv2D))}
+        elif item == "classifier":
+            keep |= {n for n in classifier if n in names}
+        elif item in names:
+            keep.add(item)
+        else:
+            raise OptionError(f"prune.dense: {model.name} has no layer {item!r}"
+                              f"{suggest(item, names + ['first', 'classifier', 'none'])}")
+    return keep
+
+
+def prune_plan(model: Any, dense: Sequence[str], classifier: Sequence[str]) -> list[str]:
+    """The layers that will be pruned: Conv2D and Dense kernels, minus those kept dense."""
+    keep = dense_names(model, dense, classifier)
+    plan = [layer.name for layer in _kernel_layers(model)
+            if not isinstance(layer, L.DepthwiseConv2D) and layer.name not in keep]
+    if not plan:
+        raise OptionError(f"prune: no layer of {model.name} is left to prune (prune.dense={list(dense)})")
+    return plan
+
+
+def wrap_pruning(model: Any, plan: Sequence[str], *, target: float, schedule: str,
+                 structure: str, begin_step: int, end_step: int, frequency: int) -> Any:
+    """A clone of the twin whose `plan` layers are prune_low_magnitude wrappers (same weights)."""
+    sp = tfmot.sparsity.keras
+    if schedule == "constant" or structure == "2:4":
+        sched = sp.ConstantSparsity(target, begin_step=begin_step, frequency=frequency)
+    else:   # Zhu & Gupta: s_t = s_f (1 - (1 - (t - t0) / (n dt))^3)
+        sched = sp.PolynomialDecay(0.0, target, begin_step=begin_step, end_step=end_step,
+                                   power=3, frequency=frequency)
+    extra = {"sparsity_m_by_n": (2, 4)} if structure == "2:4" else {}
+    wanted = set(plan)
+
+    def clone(layer: Any) -> Any:
+        if layer.name in wanted:
+            return sp.prune_low_magnitude(layer, pruning_schedule=sched, **extra)
+        return layer
+    return tf_keras.models.clone_model(model, clone_function=clone)   # same layer objects: same weights
+
+
+def quantize_plan(model: Any) -> dict[str, str]:
+    """layer name -> how it is quantized ("tfmot", "output", "none"); OptionError naming the
+    first layer tfmot cannot handle."""
+    registry = qk.default_8bit.Default8BitQuantizeRegistry()
+    plan: dict[str, str] = {}
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if isinstance(layer, L.InputLayer):
+            continue
+        if isinstance(layer, L.Activation):
+            name = getattr(layer.activation, "__name__", str(layer.activation))
+            if name not in QAT_ACTIVATIONS:
+                raise OptionError(f"qat: layer {layer.name!r} (Activation {name!r}) cannot be "
+                                  f"quantized by tfmot's 8-bit scheme (it handles "
+                                  f"{', '.join(QAT_ACTIVATIONS)}); retrain with another activation")
+            plan[layer.name] = "tfmot"
+        elif isinstance(layer, L.BatchNormalization):
+            plan[layer.name] = "tfmot" if isinstance(_input_layer(layer), CONVS) else "output"
+        elif isinstance(layer, (L.Rescaling, L.Multiply)):
+            plan[layer.name] = "output"
+        elif isinstance(layer, L.AveragePooling2D):
+            plan[layer.name] = "none"
+        elif registry.supports(layer):
+            plan[layer.name] = "tfmot"
+        else:
+            raise OptionError(f"qat: layer {layer.name!r} ({kind}) is not supported by tfmot's "
+                              "8-bit quantization")
+    return plan
+
+
+def wrap_qat(model: Any, plan: dict[str, str], *, per_tensor: bool, preserve_sparsity: bool) -> Any:
+    """The twin annotated per layer (quantize_plan), then quantize_apply'd."""
+    configs = {"output": OutputQuant, "none": NoQuant}
+
+    def annotate(layer: Any) -> Any:
+        how = plan.get(layer.name)
+        if how is None:
+            return layer
+        config = configs[how]() if how in configs else None
+        return qk.quantize_annotate_layer(layer, quantize_config=config)
+    annotated = tf_keras.models.clone_model(model, clone_function=annotate)
+    if preserve_sparsity:   # Default8BitQuantizeScheme whose weight quantizers keep the zeros
+        scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme(
+            disable_per_axis=per_tensor)
+    else:
+        scheme = qk.default_8bit.Default8BitQuantizeScheme(disable_per_axis=per_tensor)
+    with qk.quantize_scope(SCOPE):
+        return qk.quantize_apply(annotated, scheme)
+
+
+def update_pruning_step() -> Any:
+    return tfmot.sparsity.keras.UpdatePruningStep()
+
+
+def plain_weights(model: Any, keeper: Any) -> list[np.ndarray]:
+    """The fitted (wrapped) model's weights in `keeper`'s order (a Keras 3 model of the same
+    architecture). A wrapper's own variables are named after it ("quant_stem_conv/kernel_min"),
+    its layer's after the layer ("stem_conv/kernel:0"; a QuantizeWrapper holds that kernel
+    itself), so each layer's weights are those named after it, in order (trainable first, as
+    both Keras list them; tf_keras' "depthwise_kernel" is Keras 3's "kernel"). Pruning masks
+    (prune wrapper) and sparsity masks (prune-preserving QAT) are applied: exact zeros."""
+    found: dict[str, list[np.ndarray]] = {}
+    for layer in model.layers:
+        inner = getattr(layer, "layer", layer)
+        masks: dict[int, Any] = {}
+        for w, mask, _ in getattr(layer, "pruning_vars", ()):          # prune_low_magnitude
+            masks[id(w)] = mask
+        for w, _, qvars in getattr(layer, "_weight_vars", ()):          # QuantizeWrapper
+            if isinstance(qvars, dict) and "sparsity_mask" in qvars:
+                masks[id(w)] = qvars["sparsity_mask"]
+        for w in layer.weights:
+            if w.name.partition("/")[0] == inner.name:
+                value = w.numpy()
+                found.setdefault(inner.name, []).append(
+                    value * masks[id(w)].numpy() if id(w) in masks else value)
+    out: list[np.ndarray] = []
+    for layer in keeper.layers:
+        if not layer.weights:
+            continue
+        got = found.get(layer.name, [])
+        shapes = [tuple(w.shape) for w in layer.weights]
+        if [v.shape for v in got] != shapes:
+            raise CompressError(f"compress: the fitted model's weights for layer {layer.name!r} "
+                                f"({[v.shape for v in got]}) do not match the model's ({shapes})")
+        out += got
+    return out
+
+
+def save_qat_graph(model: Any, path: str, input_shape: Sequence[int]) -> None:
+    """The QAT model as a SavedModel (serving_default: image -> probs); the TFLite converter
+    and the export's reference both read it without tfmot."""
+    import tensorflow as tf
+
+    fn = tf.function(lambda image: {"probs": model(image, training=False)},
+                     input_signature=[tf.TensorSpec((None, *input_shape), tf.float32, name="image")])
+    with qk.quantize_scope(SCOPE):
+        tf.saved_model.save(model, path, signatures={"serving_default": fn.get_concrete_function()})
+
+
+def has_depthwise(model: Any) -> bool:
+    return any(isinstance(layer, L.DepthwiseConv2D) for layer in model.layers)
+
+
+def callbacks_for(method: str) -> Callable[[Any], list[Any]] | None:
+    if method == "prune":
+        return lambda k: [update_pruning_step()]
+    return None
