@@ -196,6 +196,10 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
+    from serving.native_logs import filtered
+
+    with filtered():   # TensorFlow's import-time INFO lines (cuda stub, oneDNN); verbose=2 shows them
+        import tensorflow_model_optimization  # noqa: F401  (imports TensorFlow, sets TF_USE_LEGACY_KERAS)
     job = json.loads(Path(argv[0]).read_text())
     result: dict[str, Any]
     try:
