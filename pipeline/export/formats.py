@@ -15,6 +15,10 @@ Quantization variants (TensorFlow Lite post-training quantization guide):
                   input/output (QUANTIZE/DEQUANTIZE at the boundary), uint8/int8 makes the
                   file's input and output integer (scale/zero_point in its metadata)
   onnx            float32, through tf2onnx, opset configurable
+
+The `tasks` column says which model tasks a format takes. A detector (task detection) is
+exported with box decoding and NMS inside the file (pipeline.export.detection): tflite_fp32,
+tflite_int8 (int8 backbone and heads, float NMS, float I/O: its outputs are boxes) and onnx.
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ from typing import Any
 from models.options import OptionError, suggest
 
 IO_TYPES = ("float", "uint8", "int8")
+TASKS = ("classification", "detection")
 OPSET_RANGE = (13, 18)  # 13: per-axis QuantizeLinear/Softmax semantics; 18: newest tf2onnx 1.17 knows
 
 
@@ -53,6 +58,7 @@ class FormatSpec:
     calibrated: bool = False    # needs a representative dataset
     lossy: bool = False         # the gate also checks the accuracy drop
     help: str = ""
+    tasks: tuple[str, ...] = ("classification",)   # model tasks this format exports
 
     @property
     def suffix(self) -> str:
@@ -74,16 +80,16 @@ class FormatSpec:
 
 FORMATS: dict[str, FormatSpec] = {f.name: f for f in (
     FormatSpec("tflite_fp32", "tflite", "float32", "float32", (),
-               help="TFLite, float32"),
+               help="TFLite, float32", tasks=TASKS),
     FormatSpec("tflite_fp16", "tflite", "float16", "float32", (),
                help="TFLite, float16 weights"),
     FormatSpec("tflite_dynamic", "tflite", "int8", "float32", (), lossy=True,
                help="TFLite dynamic range: int8 weights, float activations"),
     FormatSpec("tflite_int8", "tflite", "int8", "int8", ("io", "calib_samples"),
                calibrated=True, lossy=True,
-               help="TFLite full integer: int8 weights and activations, calibrated"),
+               help="TFLite full integer: int8 weights and activations, calibrated", tasks=TASKS),
     FormatSpec("onnx", "onnx", "float32", "float32", ("opset",),
-               help="ONNX via tf2onnx, float32"),
+               help="ONNX via tf2onnx, float32", tasks=TASKS),
 )}
 
 
@@ -95,8 +101,10 @@ def get_format(name: str) -> FormatSpec:
                           f"known: {', '.join(FORMATS)}") from None
 
 
-def check_request(formats: Iterable[str], given: Mapping[str, Any]) -> list[FormatSpec]:
-    """Validate formats and the options set explicitly (None = not set); return the specs."""
+def check_request(formats: Iterable[str], given: Mapping[str, Any],
+                  task: str = "classification") -> list[FormatSpec]:
+    """Validate formats and the options set explicitly (None = not set) for a model of `task`;
+    return the specs."""
     names = list(formats)
     if not names:
         raise OptionError(f"formats: give at least one of {', '.join(FORMATS)}")
@@ -104,6 +112,11 @@ def check_request(formats: Iterable[str], given: Mapping[str, Any]) -> list[Form
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise OptionError(f"formats: {', '.join(dupes)} listed twice")
+    wrong = [s.name for s in specs if task not in s.tasks]
+    if wrong:
+        takers = [s.name for s in FORMATS.values() if task in s.tasks]
+        raise OptionError(f"formats: {', '.join(wrong)} cannot export a {task} model "
+                          f"(formats for {task}: {', '.join(takers)})")
     for key, value in given.items():
         if value is None:
             continue
@@ -114,6 +127,8 @@ def check_request(formats: Iterable[str], given: Mapping[str, Any]) -> list[Form
     io = given.get("io")
     if io is not None and io not in IO_TYPES:
         raise OptionError(f"io: {io!r} is not one of {', '.join(IO_TYPES)}{suggest(str(io), IO_TYPES)}")
+    if io not in (None, "float") and task == "detection":
+        raise OptionError(f"io={io}: a detector file outputs boxes and scores in float; only io=float")
     opset = given.get("opset")
     if opset is not None and not OPSET_RANGE[0] <= opset <= OPSET_RANGE[1]:
         raise OptionError(f"opset: {opset} is outside the supported {OPSET_RANGE[0]}..{OPSET_RANGE[1]}")

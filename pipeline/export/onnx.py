@@ -22,10 +22,22 @@ def convert(model: Any, spec: FormatSpec, options: dict[str, Any], *,
     """The .onnx bytes (no metadata yet); `calibration` is unused (float format)."""
     import onnx
 
+    from pipeline.export.tflite import is_detector
+
     tmp = Path(workdir) / f".{spec.name}.convert.onnx"
+    detector = is_detector(model)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
-            model.export(str(tmp), format="onnx", verbose=False, opset_version=int(options["opset"]))
+            if detector:   # decoding + NMS inside (ONNX NonMaxSuppression), batch fixed at 1
+                import tensorflow as tf
+
+                from pipeline.export.detection import export_model
+
+                export_model(model).export(
+                    str(tmp), format="onnx", verbose=False, opset_version=int(options["opset"]),
+                    input_signature=[tf.TensorSpec((1, *model.inputs[0].shape[1:]), tf.float32)])
+            else:
+                model.export(str(tmp), format="onnx", verbose=False, opset_version=int(options["opset"]))
         proto = onnx.load(str(tmp))
     except Exception as e:  # tf2onnx raises a variety of types
         raise ExportError(f"{spec.name}: ONNX conversion failed: {first_line(e)}") from e
@@ -38,6 +50,8 @@ def convert(model: Any, spec: FormatSpec, options: dict[str, Any], *,
         onnx.checker.check_model(proto, full_check=True)
     except onnx.checker.ValidationError as e:
         raise ExportError(f"{spec.name}: onnx.checker rejected the model: {first_line(e)}") from e
+    if detector and not any(n.op_type == "NonMaxSuppression" for n in proto.graph.node):
+        raise ExportError(f"{spec.name}: the converted detector has no NonMaxSuppression node")
     return proto.SerializeToString()
 
 
@@ -57,6 +71,13 @@ def describe_io(data: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
 
     graph = onnx.load_from_string(data).graph
     return _value_record(graph.input[0]), _value_record(graph.output[0])
+
+
+def describe_outputs(data: bytes) -> list[dict[str, Any]]:
+    """Every output's metadata record (a detector has four)."""
+    import onnx
+
+    return [_value_record(v) for v in onnx.load_from_string(data).graph.output]
 
 
 def embed(data: bytes, meta: dict[str, Any]) -> bytes:
