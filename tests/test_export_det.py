@@ -214,3 +214,83 @@ def test_serving_detect_cli_writes_json_and_annotated_images(det_files, scenes, 
     assert Image.open(out / "s3.png").size == (200, 90)
     assert json.loads((out / "s3.json").read_text()) == row
     assert main(["detect", f"model={det_files['onnx']}", "source=/no/such"]) == 2
+
+
+# ------------------------------------------------------------------ export + detection parity gate
+
+
+@pytest.fixture(scope="session")
+def det_run(det_files, tmp_path_factory):
+    """A run dir: the tiny detector + a config.yaml whose data is a small shapes_det."""
+    import shutil
+
+    import yaml
+
+    run = tmp_path_factory.mktemp("det_run")
+    shutil.copy(det_files["keras"], run / "model.keras")
+    (run / "config.yaml").write_text(yaml.safe_dump({"data": {
+        "source": "shapes_det", "val_split": 0.1, "test_split": 0.5,
+        "shapes_det": {"images": 24, "size": SIZE}}}))
+    return run
+
+
+def _export_cfg(run, *extra):
+    from pipeline.config import load_config
+    from pipeline.export import ExportConfig
+
+    return load_config(ExportConfig, [f"model={run}", "verbose=false", *extra])
+
+
+def test_detector_export_runs_the_detection_gate(det_run):
+    import json
+
+    from pipeline.export import export
+
+    result = export(_export_cfg(det_run, "formats=tflite_fp32,tflite_int8", "calib_samples=8"))
+    rows = {r["format"]: r for r in json.loads(result.manifest.read_text())["artifacts"]}
+    assert set(rows) == {"tflite_fp32", "tflite_int8"}
+    for fmt, row in rows.items():
+        p = row["parity"]
+        assert p["passed"] and p["samples"] == 12
+        assert {"map50", "map50_keras", "map", "map_keras", "map50_drop", "map_drop", "reproduced"} <= set(p)
+        assert p["max_map_drop"] == (0.03 if fmt == "tflite_int8" else 0.01)
+    assert rows["tflite_fp32"]["parity"]["reproduced"] >= 0.95
+    assert abs(rows["tflite_fp32"]["parity"]["map50_drop"]) <= 0.01
+
+
+def test_detection_formats_are_checked_before_work(det_run):
+    from pipeline.export import export
+
+    with pytest.raises(OptionError, match="cannot export a detection model"):
+        export(_export_cfg(det_run, "formats=tflite_fp16", "out=" + str(det_run / "never")))
+    assert not (det_run / "never").exists()
+
+
+def test_a_failed_detection_gate_writes_nothing(det_run, monkeypatch):
+    """The real gate numbers, with a failure reason added: nothing may be published."""
+    from pipeline.export import core
+    from pipeline.export.errors import GateError
+
+    real = core.check_detector
+
+    def failing(*args, **kwargs):
+        rec = real(*args, **kwargs)
+        return {**rec, "passed": False, "reasons": [f"mAP@.5 {rec['map50']:.4f} (forced failure)"]}
+
+    monkeypatch.setattr(core, "check_detector", failing)
+    out = det_run / "gated"
+    with pytest.raises(GateError, match="forced failure"):
+        core.export(_export_cfg(det_run, "formats=tflite_fp32", f"out={out}"))
+    assert not out.exists() and not list(det_run.glob(".gated*"))
+
+
+def test_judge_names_each_broken_threshold():
+    from pipeline.export.config import GateConfig
+    from pipeline.export.det_parity import judge
+
+    nums = {"map50": 0.80, "map50_keras": 0.85, "map50_drop": 0.05, "map": 0.6, "map_keras": 0.61,
+            "map_drop": 0.01}
+    assert judge(FORMATS["tflite_int8"], nums, GateConfig()) == [
+        "mAP@.5 drop 5.00 points > 3.00 (Keras 0.8500, file 0.8000; gate.det_max_drop_int8=... sets it)"]
+    assert len(judge(FORMATS["onnx"], nums, GateConfig(det_max_drop=0.005))) == 2
+    assert judge(FORMATS["onnx"], nums, GateConfig(det_max_drop=0.06)) == []

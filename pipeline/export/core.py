@@ -30,6 +30,7 @@ from tqdm import tqdm
 from models.options import OptionError
 from pipeline.config import save_config
 from pipeline.export.config import ExportConfig
+from pipeline.export.det_parity import check_detector, keras_detections
 from pipeline.export.errors import ExportError, GateError
 from pipeline.export.formats import FORMATS, check_request
 from pipeline.export.parity import check_artifact
@@ -120,6 +121,14 @@ def _publish(staging: Path, out: Path) -> None:
 
 
 def _summary(rows: list[dict[str, Any]]) -> str:
+    if rows and "map50" in rows[0]["parity"]:
+        lines = [f"{'file':<30}{'size KB':>10}{'mAP@.5':>8}{'keras':>8}{'mAP':>8}{'keras':>8}{'repro':>8}"]
+        for r in rows:
+            p = r["parity"]
+            lines.append(f"{r['file']:<30}{r['size_bytes'] / 1024:>10.1f}{p['map50']:>8.3f}"
+                         f"{p['map50_keras']:>8.3f}{p['map']:>8.3f}{p['map_keras']:>8.3f}"
+                         f"{p['reproduced']:>8.3f}")
+        return "\n".join(lines)
     lines = [f"{'file':<30}{'size KB':>10}{'agree':>8}{'acc':>8}{'keras':>8}{'max|dp|':>10}"]
     for r in rows:
         p = r["parity"]
@@ -133,8 +142,9 @@ def export(cfg: ExportConfig) -> ExportResult:
     from serving.manifest import sha256_file, write_manifest
 
     cfg.validate()
-    specs = check_request(cfg.formats, cfg.format_options())
     run = resolve_run(cfg.model, cfg.calib)
+    task = run.contract.task
+    specs = check_request(cfg.formats, cfg.format_options(), task=task)
     out = resolve_out(cfg, run)
     given = cfg.format_options()
     items = [{"format": s.name, "file": s.filename(s.resolved_options(given)),
@@ -163,12 +173,18 @@ def export(cfg: ExportConfig) -> ExportResult:
             np.save(job["calibration"], images.calibration)
         run_worker(job, scratch, cfg.verbose)
         reference = np.load(job["reference"])
+        if task == "detection":
+            reference = keras_detections(reference, run.contract)
 
         rows, failures = [], []
         for item in tqdm(items, desc="parity", unit="file", disable=not cfg.verbose):
             spec = FORMATS[item["format"]]
-            parity = check_artifact(staging / item["file"], spec, images.test, images.test_labels,
-                                    reference, cfg.gate)
+            if task == "detection":
+                parity = check_detector(staging / item["file"], spec, images.test_split, reference,
+                                        run.contract.labels, cfg.gate)
+            else:
+                parity = check_artifact(staging / item["file"], spec, images.test, images.test_labels,
+                                        reference, cfg.gate)
             parity["test_set"] = images.test_info
             failures += [f"{spec.name} ({item['file']}): {r}" for r in parity["reasons"]]
             rows.append({"file": item["file"], "format": spec.name, "options": item["options"],
