@@ -2,8 +2,9 @@
 
     python -m serving predict model=export/model_fp32.tflite source=photos/ [topk=5] [json=true] [tta=flip]
     python -m serving benchmark model=export/model_int8.tflite [threads=1] [runs=100] [json=true]
+    python -m serving detect model=export/model_fp32.tflite source=photos/ [score=0.3] [json=true] [save=out/]
 
-A thin layer over serving.load / Runner.classify and serving.benchmark.run. Options are typed
+A thin layer over serving.load / Runner.classify / Runner.detect and serving.benchmark.run. Options are typed
 dataclass fields (unknown keys get a did-you-mean). Exit status: 0 ok, 1 when some images
 failed (each named on stderr, the rest still classified), 2 for bad options or model files.
 """
@@ -62,6 +63,24 @@ class BenchmarkConfig:
             raise OptionError("model=... is required")
 
 
+@dataclass
+class DetectConfig:
+    model: str = ""            # a detector .tflite / .onnx / .keras file
+    source: str = ""           # an image, a folder (searched recursively) or a glob pattern
+    score: float | None = None  # drop boxes below this (the file's own threshold applies first)
+    json: bool = False         # JSON lines (boxes in original pixels) instead of a table
+    save: str = ""             # write <name>.png (boxes drawn) and <name>.json per image here
+    threads: int | None = None
+    manifest: str = "auto"
+
+    def validate(self) -> None:
+        for key in ("model", "source"):
+            if not getattr(self, key):
+                raise OptionError(f"{key}=... is required")
+        if self.score is not None and not 0.0 <= self.score <= 1.0:
+            raise OptionError(f"score must be in 0..1, got {self.score}")
+
+
 def _manifest(value: str) -> str | None:
     return None if value.lower() in ("none", "off", "false", "") else value
 
@@ -105,6 +124,38 @@ def predict(cfg: PredictConfig) -> int:
     return 1 if failed else 0
 
 
+def detect(cfg: DetectConfig) -> int:
+    from serving.detection import save_annotated
+    from serving.runtime import load
+
+    files = expand_sources(cfg.source)
+    if not files:
+        raise OptionError(f"source={cfg.source}: no image files found (suffixes: {', '.join(SUFFIXES)})")
+    runner = load(cfg.model, manifest=_manifest(cfg.manifest), threads=cfg.threads)
+    if runner.detector is None:
+        raise OptionError(f"model={cfg.model}: a {runner.contract.task} model; detect needs a detector")
+    failed = 0
+    if not cfg.json:
+        print(f"{'file':<40} {'boxes':>6} {'ms':>8}  best")
+    for f in files:
+        try:
+            (res,) = runner.detect([f], score=cfg.score)
+        except ImageError as e:
+            failed += 1
+            print(f"error: {e}", file=sys.stderr)
+            continue
+        if cfg.save:
+            save_annotated(f, res, Path(cfg.save))
+        if cfg.json:
+            print(json.dumps(res.to_json()), flush=True)
+        else:
+            best = ", ".join(f"{lab} {s:.2f}" for lab, s in list(zip(res.labels, res.scores))[:3])
+            print(f"{res.file:<40} {len(res.boxes):>6} {res.latency_ms:>8.2f}  {best}")
+    if failed:
+        print(f"{failed} of {len(files)} images failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def benchmark(cfg: BenchmarkConfig) -> int:
     from models.atomic import write_json
     from serving.benchmark import format_table, run
@@ -121,6 +172,7 @@ def benchmark(cfg: BenchmarkConfig) -> int:
 COMMANDS: dict[str, tuple[type, Any, str]] = {
     "predict": (PredictConfig, predict, "classify images with a .tflite/.onnx/.keras file"),
     "benchmark": (BenchmarkConfig, benchmark, "latency, throughput, serving overhead, peak RSS"),
+    "detect": (DetectConfig, detect, "detect objects: JSON boxes in original pixels, annotated PNGs"),
 }
 
 

@@ -37,7 +37,7 @@ SCHEMA = "cnn-pipeline/artifact/v1"
 PRODUCER = "cnn-mobile-pipeline"
 PRODUCER_VERSION = "0.1.0"
 TFLITE_IDENTIFIER = b"TFL3"
-DTYPES = ("float32", "float16", "uint8", "int8")
+DTYPES = ("float32", "float16", "uint8", "int8", "int32")   # int32: detector classes/count
 REQUIRED = ("schema", "format", "contract", "input", "output")
 DIGEST_KEY = "content_sha256"
 _UNSEALED = "0" * 64
@@ -320,11 +320,18 @@ def keras_metadata(path: str | os.PathLike) -> dict[str, Any]:
         raise ArtifactError(str(e)) from None
     _check_zip(path)
     h, w, c = contract.input_shape
+    detector = contract.task == "detection"
+    out_shape = ([None, contract.extra.get("num_anchors"), 4 + contract.num_classes + 1] if detector
+                 else [None, contract.num_classes])
     meta = build_metadata(
         format="keras", contract=contract,
         input=tensor_spec("image", "float32", [None, h, w, c]),
-        output=tensor_spec("probs", "float32", [None, contract.num_classes]),
+        output=tensor_spec("detections" if detector else "probs", "float32", out_shape),
         source={"model": path.name, "sha256": sha256_file(path), "config": None})
+    if detector:   # the raw offsets + logits; serving.detection decodes them like the files do
+        from serving.detection import metadata_block
+
+        meta["detection"] = {**metadata_block(contract), "outputs": "raw (N, A, 4 + C + 1)"}
     meta["producer"] = {**meta["producer"], "synthesised": True}
     return meta
 

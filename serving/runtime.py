@@ -23,6 +23,8 @@ import numpy as np
 from models.contract import DataContract
 from serving import postprocess, preprocess
 from serving.backends import Backend, TensorSpec, backend_for, open_backend
+from serving.detection import Detections, to_pixels
+from serving.detector_io import detector_io, load_original
 from serving.manifest import find_entry, read_manifest, verify_file
 from serving.metadata import ArtifactError, read_metadata
 from serving.tta import average as tta_average
@@ -72,10 +74,14 @@ class Runner:
         self.manifest = manifest
         where = str(path)
         self.input = _merge(backend.input, metadata["input"], "input", where)
-        self.output = _merge(backend.output, metadata["output"], "output", where)
         if tuple(self.input.shape[1:]) != tuple(self.contract.input_shape):
             raise ArtifactError(f"{where}: model input {list(self.input.shape)} does not match the "
                                 f"contract's input_shape {list(self.contract.input_shape)} (NHWC)")
+        self.detector = detector_io(where, self.contract, metadata, backend)
+        if self.detector is not None:
+            self.output = backend.output
+            return
+        self.output = _merge(backend.output, metadata["output"], "output", where)
         if self.output.shape[-1] not in (None, self.contract.num_classes):
             raise ArtifactError(f"{where}: model output {list(self.output.shape)} does not match the "
                                 f"contract's {self.contract.num_classes} labels")
@@ -112,6 +118,38 @@ class Runner:
                 getattr(source, "name", None) or f"<image {i}>")
             results.append(Prediction(file=name, label=best[0][0], score=best[0][1], topk=best,
                                       latency_ms=(time.perf_counter() - t0) * 1e3))
+        return results
+
+
+    def detect_batch(self, images: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Pixels uint8 (N, H, W, C) at the contract size -> per image normalized x0, y0, x1, y1
+        boxes (n, 4), scores (n,), classes (n,), one image per call (the parity gate's path)."""
+        if self.detector is None:
+            raise ArtifactError(f"{self.path}: a {self.contract.task} model; detect() needs a detector")
+        batch = preprocess.check_batch(images, self.contract)
+        return [self.detector.run(preprocess.to_input(img[None], self.contract, self.input))
+                for img in batch]
+
+    def detect(self, sources: Iterable[preprocess.Source], score: float | None = None
+               ) -> list[Detections]:
+        """Decode each image (path, bytes or file object), detect, and return its boxes in the
+        ORIGINAL image's pixels (x0, y0, x1, y1), labels, scores and latency. `score` drops
+        boxes below it (the file's own score threshold already applied)."""
+        if self.detector is None:
+            raise ArtifactError(f"{self.path}: a {self.contract.task} model; detect() needs a detector")
+        results = []
+        for i, source in enumerate(sources):
+            t0 = time.perf_counter()
+            name = str(source) if isinstance(source, (str, os.PathLike)) else (
+                getattr(source, "name", None) or f"<image {i}>")
+            pixels, (width, height) = load_original(source, self.contract, name)
+            boxes, scores, classes = self.detector.run(preprocess.to_input(pixels, self.contract, self.input))
+            keep = scores >= score if score is not None else slice(None)
+            boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
+            results.append(Detections(
+                file=name, width=width, height=height, boxes=to_pixels(boxes, width, height),
+                scores=scores, classes=classes, labels=[self.labels[c] for c in classes],
+                latency_ms=(time.perf_counter() - t0) * 1e3, labels_all=tuple(self.labels)))
         return results
 
 

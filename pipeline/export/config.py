@@ -32,6 +32,8 @@ class GateConfig:
     tflite_qat_int8: float = 0.97       # against the QAT graph the file was made from
     max_accuracy_drop: float = 0.02
     max_abs_diff: float | None = None   # optional bound on |p_artifact - p_keras|, every format
+    det_max_drop: float = 0.01          # detectors: largest mAP@.5 and mAP@[.5:.95] drop, fp32/onnx
+    det_max_drop_int8: float = 0.03     # ... and for the full-integer file
     samples: int = 0                    # held-out images compared; 0 = the whole test split
     tta: str = "none"                   # also measure each file's accuracy with test-time
                                         # augmentation (flip | flip_crop): accuracy_tta
@@ -47,6 +49,10 @@ class GateConfig:
         if not 0.0 <= self.max_accuracy_drop <= 1.0:
             raise OptionError(f"gate.max_accuracy_drop: must be in 0..1 (0.02 = 2 points), "
                               f"got {self.max_accuracy_drop}")
+        for name in ("det_max_drop", "det_max_drop_int8"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise OptionError(f"gate.{name}: must be in 0..1 (0.01 = 1 point of mAP), "
+                                  f"got {getattr(self, name)}")
         if self.max_abs_diff is not None and self.max_abs_diff < 0:
             raise OptionError(f"gate.max_abs_diff: must be >= 0, got {self.max_abs_diff}")
         if self.samples < 0:

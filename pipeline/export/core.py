@@ -31,6 +31,7 @@ from tqdm import tqdm
 from models.options import OptionError
 from pipeline.config import save_config
 from pipeline.export.config import ExportConfig
+from pipeline.export.det_parity import check_detector, keras_detections
 from pipeline.export.errors import ExportError, GateError
 from pipeline.export.formats import FORMATS, check_request, formats_for
 from pipeline.export.parity import check_artifact
@@ -133,6 +134,14 @@ def _publish(staging: Path, out: Path) -> None:
 
 
 def _summary(rows: list[dict[str, Any]]) -> str:
+    if rows and "map50" in rows[0]["parity"]:
+        lines = [f"{'file':<30}{'size KB':>10}{'mAP@.5':>8}{'keras':>8}{'mAP':>8}{'keras':>8}{'repro':>8}"]
+        for r in rows:
+            p = r["parity"]
+            lines.append(f"{r['file']:<30}{r['size_bytes'] / 1024:>10.1f}{p['map50']:>8.3f}"
+                         f"{p['map50_keras']:>8.3f}{p['map']:>8.3f}{p['map_keras']:>8.3f}"
+                         f"{p['reproduced']:>8.3f}")
+        return "\n".join(lines)
     lines = [f"{'file':<30}{'size KB':>10}{'gzip KB':>10}{'agree':>8}{'acc':>8}{'keras':>8}"
              f"{'max|dp|':>10}"]
     for r in rows:
@@ -150,7 +159,8 @@ def export(cfg: ExportConfig) -> ExportResult:
 
     cfg.validate()
     run = resolve_run(cfg.model, cfg.calib)
-    specs = check_request(cfg.formats or formats_for(run.kind), cfg.format_options())
+    task = run.contract.task
+    specs = check_request(cfg.formats or formats_for(run.kind, task), cfg.format_options(), task=task)
     needs_qat = [s.name for s in specs if s.runs == ("qat",)]
     if needs_qat and run.kind != "qat":
         raise OptionError(f"formats: {', '.join(needs_qat)} needs a QAT run (python -m pipeline "
@@ -186,7 +196,9 @@ def export(cfg: ExportConfig) -> ExportResult:
         run_worker(job, scratch, cfg.verbose)
         references = {kind: np.load(path) for kind, path in reference_paths(job).items()}
         origin_accuracy = None
-        if "origin" in references:   # the uncompressed source run, on the same test images
+        if task == "detection":   # raw offsets + logits from the worker: decoded + NMS like a file
+            references["model"] = keras_detections(references["model"], run.contract)
+        elif "origin" in references:   # the uncompressed source run, on the same test images
             origin_accuracy = float(np.mean(references["origin"].argmax(1) == images.test_labels))
 
         rows, failures = [], []
@@ -194,7 +206,11 @@ def export(cfg: ExportConfig) -> ExportResult:
             spec = FORMATS[item["format"]]
             reference = references["qat" if spec.runs == ("qat",) else "model"]
             path = staging / item["file"]
-            parity = check_artifact(path, spec, images.test, images.test_labels, reference, cfg.gate)
+            if task == "detection":
+                parity = check_detector(path, spec, images.test_split, reference, run.contract.labels,
+                                        cfg.gate)
+            else:
+                parity = check_artifact(path, spec, images.test, images.test_labels, reference, cfg.gate)
             parity["test_set"] = images.test_info
             parity["reference"] = "qat graph" if spec.runs == ("qat",) else run.model_path.name
             if origin_accuracy is not None:

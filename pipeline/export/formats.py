@@ -25,6 +25,10 @@ Quantization variants (TensorFlow Lite post-training quantization guide):
 The `runs` column says which runs a format applies to: "float" (a trained, fine-tuned or pruned
 run: its model.keras is the model) and "qat" (a QAT run: its qat/saved_model graph is the
 model); an export with no formats= gives every format that applies to the run.
+
+The `tasks` column says which model tasks a format takes. A detector (task detection) is
+exported with box decoding and NMS inside the file (pipeline.export.detection): tflite_fp32,
+tflite_int8 (int8 backbone and heads, float NMS, float I/O: its outputs are boxes) and onnx.
 """
 from __future__ import annotations
 
@@ -35,6 +39,7 @@ from typing import Any
 from models.options import OptionError, suggest
 
 IO_TYPES = ("float", "uint8", "int8")
+TASKS = ("classification", "detection")
 OPSET_RANGE = (13, 18)  # 13: per-axis QuantizeLinear/Softmax semantics; 18: newest tf2onnx 1.17 knows
 
 
@@ -65,6 +70,7 @@ class FormatSpec:
     help: str = ""
     runs: tuple[str, ...] = ("float", "qat")   # run kinds it applies to by default (see above)
     file: str = ""              # file name stem when it is not model_<variant>
+    tasks: tuple[str, ...] = ("classification",)   # model tasks this format exports
 
     @property
     def suffix(self) -> str:
@@ -86,16 +92,16 @@ class FormatSpec:
 
 FORMATS: dict[str, FormatSpec] = {f.name: f for f in (
     FormatSpec("tflite_fp32", "tflite", "float32", "float32", (),
-               help="TFLite, float32", runs=("float",)),
+               help="TFLite, float32", runs=("float",), tasks=TASKS),
     FormatSpec("tflite_fp16", "tflite", "float16", "float32", (),
                help="TFLite, float16 weights", runs=("float",)),
     FormatSpec("tflite_dynamic", "tflite", "int8", "float32", (), lossy=True,
                help="TFLite dynamic range: int8 weights, float activations", runs=("float",)),
     FormatSpec("tflite_int8", "tflite", "int8", "int8", ("io", "calib_samples"),
-               calibrated=True, lossy=True, runs=("float",),
+               calibrated=True, lossy=True, runs=("float",), tasks=TASKS,
                help="TFLite full integer: int8 weights and activations, calibrated"),
     FormatSpec("onnx", "onnx", "float32", "float32", ("opset",),
-               help="ONNX via tf2onnx, float32", runs=("float",)),
+               help="ONNX via tf2onnx, float32", runs=("float",), tasks=TASKS),
     FormatSpec("onnx_int8", "onnx", "int8", "uint8", ("opset", "calib_samples"),
                calibrated=True, lossy=True, file="model_int8",
                help="ONNX Runtime static quantization (QDQ): int8 per-channel weights, uint8 "
@@ -106,9 +112,9 @@ FORMATS: dict[str, FormatSpec] = {f.name: f for f in (
 )}
 
 
-def formats_for(kind: str) -> tuple[str, ...]:
-    """The formats an export gives a run of this kind ("float" or "qat") by default."""
-    return tuple(name for name, spec in FORMATS.items() if kind in spec.runs)
+def formats_for(kind: str, task: str = "classification") -> tuple[str, ...]:
+    """The formats an export gives a run of this kind ("float" or "qat") and task by default."""
+    return tuple(name for name, spec in FORMATS.items() if kind in spec.runs and task in spec.tasks)
 
 
 def get_format(name: str) -> FormatSpec:
@@ -119,13 +125,20 @@ def get_format(name: str) -> FormatSpec:
                           f"known: {', '.join(FORMATS)}") from None
 
 
-def check_request(formats: Iterable[str], given: Mapping[str, Any]) -> list[FormatSpec]:
-    """Validate formats and the options set explicitly (None = not set); return the specs."""
-    names = list(formats) or list(FORMATS)   # () = the run's default formats (checked later)
+def check_request(formats: Iterable[str], given: Mapping[str, Any],
+                  task: str = "classification") -> list[FormatSpec]:
+    """Validate formats and the options set explicitly (None = not set) for a model of `task`;
+    return the specs. No formats: every format the task takes (core narrows it to the run's)."""
+    names = list(formats) or [n for n, s in FORMATS.items() if task in s.tasks]
     specs = [get_format(n) for n in names]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise OptionError(f"formats: {', '.join(dupes)} listed twice")
+    wrong = [s.name for s in specs if task not in s.tasks]
+    if wrong:
+        takers = [s.name for s in FORMATS.values() if task in s.tasks]
+        raise OptionError(f"formats: {', '.join(wrong)} cannot export a {task} model "
+                          f"(formats for {task}: {', '.join(takers)})")
     for key, value in given.items():
         if value is None:
             continue
@@ -136,6 +149,8 @@ def check_request(formats: Iterable[str], given: Mapping[str, Any]) -> list[Form
     io = given.get("io")
     if io is not None and io not in IO_TYPES:
         raise OptionError(f"io: {io!r} is not one of {', '.join(IO_TYPES)}{suggest(str(io), IO_TYPES)}")
+    if io not in (None, "float") and task == "detection":
+        raise OptionError(f"io={io}: a detector file outputs boxes and scores in float; only io=float")
     opset = given.get("opset")
     if opset is not None and not OPSET_RANGE[0] <= opset <= OPSET_RANGE[1]:
         raise OptionError(f"opset: {opset} is outside the supported {OPSET_RANGE[0]}..{OPSET_RANGE[1]}")

@@ -23,13 +23,25 @@ def convert(model: Any, spec: FormatSpec, options: dict[str, Any], *,
     workdir), and for onnx_int8 that file statically quantized (quantize_int8)."""
     import onnx
 
+    from pipeline.export.tflite import is_detector
+
     opset = int(options["opset"])
+    detector = is_detector(model)
     cached = Path(workdir) / f"float_opset{opset}.onnx"
     if not cached.is_file():
         tmp = Path(workdir) / f".{spec.name}.convert.onnx"
         try:
             with contextlib.redirect_stdout(io.StringIO()):
-                model.export(str(tmp), format="onnx", verbose=False, opset_version=opset)
+                if detector:   # decoding + NMS inside (ONNX NonMaxSuppression), batch fixed at 1
+                    import tensorflow as tf
+
+                    from pipeline.export.detection import export_model
+
+                    export_model(model).export(
+                        str(tmp), format="onnx", verbose=False, opset_version=opset,
+                        input_signature=[tf.TensorSpec((1, *model.inputs[0].shape[1:]), tf.float32)])
+                else:
+                    model.export(str(tmp), format="onnx", verbose=False, opset_version=opset)
             proto = onnx.load(str(tmp))
         except Exception as e:  # tf2onnx raises a variety of types
             raise ExportError(f"{spec.name}: ONNX conversion failed: {first_line(e)}") from e
@@ -39,6 +51,8 @@ def convert(model: Any, spec: FormatSpec, options: dict[str, Any], *,
         if got != opset:
             raise ExportError(f"{spec.name}: asked for opset {opset}, tf2onnx wrote {got}")
         _check(proto, spec)
+        if detector and not any(n.op_type == "NonMaxSuppression" for n in proto.graph.node):
+            raise ExportError(f"{spec.name}: the converted detector has no NonMaxSuppression node")
         onnx.save(proto, str(cached))
     if spec.name == "onnx_int8":
         return quantize_int8(cached, spec, calibration, workdir)
@@ -119,3 +133,10 @@ def embed(data: bytes, meta: dict[str, Any]) -> bytes:
     from serving.metadata import embed_onnx_metadata
 
     return embed_onnx_metadata(onnx.load_from_string(data), meta)   # serialized and sealed
+
+
+def describe_outputs(data: bytes) -> list[dict[str, Any]]:
+    """Every output's metadata record (a detector has four)."""
+    import onnx
+
+    return [_value_record(v) for v in onnx.load_from_string(data).graph.output]

@@ -91,9 +91,9 @@ def resolve_run(model: str, calib: str = "") -> Run:
         contract = read_contract(model_path)
     except ModelFileError as e:
         raise OptionError(str(e)) from None
-    if contract.task != "classification":
-        raise OptionError(f"model={model}: task {contract.task!r}; the export gate compares "
-                          "class probabilities and supports classification models only")
+    if contract.task not in ("classification", "detection"):
+        raise OptionError(f"model={model}: task {contract.task!r}; export supports classification "
+                          "and detection models")
     config = None
     if run_dir is not None and (run_dir / RUN_CONFIG).is_file():
         config = _read_run_config(run_dir / RUN_CONFIG)
@@ -166,15 +166,19 @@ class Images:
     test_labels: np.ndarray           # int32 (m,)
     calibration_info: dict[str, Any]
     test_info: dict[str, Any]
+    test_split: Any = None            # detectors: the test DetSplit (boxes, labels per image)
 
 
 def load_images(run: Run, *, calib_samples: int, test_samples: int, seed: int) -> Images:
     """Seeded samples: calib_samples training images (0 = none), test_samples test images
-    (0 = the whole test split)."""
-    from pipeline.data import load_dataset
-
+    (0 = the whole test split). A detector's test split keeps its boxes (Images.test_split)."""
     c = run.contract
-    ds = load_dataset(run.data, image_size=c.size, channels=c.channels)
+    detection = c.task == "detection"
+    if detection:
+        from pipeline.data.detection import load_detection_dataset as load
+    else:
+        from pipeline.data import load_dataset as load
+    ds = load(run.data, image_size=c.size, channels=c.channels)
     _check_labels(c, tuple(ds.class_names), run.data.source)
     if len(ds.test) == 0:
         raise OptionError(f"data {run.data.source!r}: the test split is empty; the parity gate "
@@ -183,11 +187,17 @@ def load_images(run: Run, *, calib_samples: int, test_samples: int, seed: int) -
     calib = None
     if calib_samples:
         n = min(calib_samples, len(ds.train))
-        calib = _take(ds.train, np.sort(rng.choice(len(ds.train), n, replace=False)), c)
+        cidx = np.sort(rng.choice(len(ds.train), n, replace=False))
+        calib = ds.train.images[cidx] if detection else _take(ds.train, cidx, c)
     m = len(ds.test) if not test_samples else min(test_samples, len(ds.test))
     tidx = np.arange(m) if m == len(ds.test) else np.sort(rng.choice(len(ds.test), m, replace=False))
     source = run.data.source
-    return Images(calib, _take(ds.test, tidx, c), ds.test.labels[tidx].astype(np.int32),
+    if detection:
+        split = ds.test.subset(tidx)
+        test, labels = split.images, np.zeros(m, np.int32)
+    else:
+        split, test, labels = None, _take(ds.test, tidx, c), ds.test.labels[tidx].astype(np.int32)
+    return Images(calib, test, labels,
                   {"source": f"{source} (train split, seed {seed})", "samples": 0 if calib is None
                    else len(calib)},
-                  {"source": f"{source} (test split)", "samples": int(m)})
+                  {"source": f"{source} (test split)", "samples": int(m)}, test_split=split)

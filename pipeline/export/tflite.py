@@ -38,13 +38,29 @@ def _representative(images: np.ndarray) -> Any:
     return gen
 
 
+def is_detector(model: Any) -> bool:
+    from models import get_contract
+
+    return get_contract(model).task == "detection"
+
+
 def saved_model(model: Any, workdir: Path) -> Path:
     """The model as a SavedModel in workdir, written once and shared by every TFLite variant
-    (from_keras_model would trace and save it again for each)."""
+    (from_keras_model would trace and save it again for each). A detector is saved with its
+    decoding + NMS (pipeline.export.detection) at a fixed batch of 1."""
     path = Path(workdir) / "saved_model"
     if not (path / "saved_model.pb").is_file():
         with _quiet():
-            model.export(str(path), format="tf_saved_model", verbose=False)
+            if is_detector(model):
+                import tensorflow as tf
+
+                from pipeline.export.detection import export_model
+
+                shape = (1, *model.inputs[0].shape[1:])
+                export_model(model).export(str(path), format="tf_saved_model", verbose=False,
+                                           input_signature=[tf.TensorSpec(shape, tf.float32)])
+            else:
+                model.export(str(path), format="tf_saved_model", verbose=False)
     return path
 
 
@@ -63,6 +79,7 @@ def convert(model: Any, spec: FormatSpec, options: dict[str, Any], *,
             conv._experimental_disable_per_channel = True
     else:
         conv = tf.lite.TFLiteConverter.from_saved_model(str(saved_model(model, workdir)))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]   # a Flex op is an error
     if spec.name == "tflite_fp16":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.target_spec.supported_types = [tf.float16]
@@ -86,7 +103,12 @@ def convert(model: Any, spec: FormatSpec, options: dict[str, Any], *,
             data = conv.convert()
     except Exception as e:  # converter raises ConverterError, ValueError, RuntimeError...
         raise ExportError(f"{spec.name}: TFLite conversion failed: {first_line(e)}") from e
-    check(data, spec, options)
+    if is_detector(model):
+        from pipeline.export.detection import check_tflite
+
+        check_tflite(data, spec)
+    else:
+        check(data, spec, options)
     return bytes(data)
 
 
@@ -105,6 +127,13 @@ def describe_io(data: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
 
     interp = Interpreter(model_content=data)
     return tensor_record(interp.get_input_details()[0]), tensor_record(interp.get_output_details()[0])
+
+
+def describe_outputs(data: bytes) -> list[dict[str, Any]]:
+    """Every output tensor's metadata record (a detector has four)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    return [tensor_record(d) for d in Interpreter(model_content=data).get_output_details()]
 
 
 def tensor_types(data: bytes) -> dict[str, int]:

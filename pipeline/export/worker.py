@@ -80,21 +80,36 @@ def convert_one(model: Any, item: dict[str, Any], job: dict[str, Any],
         quantization["ranges"] = "learned by quantization-aware training (the QAT graph)"
     if job["source"].get("compression"):
         quantization["compression"] = job["source"]["compression"]
+    contract = get_contract(model)
+    outputs = None
+    if contract.task == "detection":
+        from pipeline.export.detection import metadata_block, name_outputs
+
+        outputs = name_outputs(family.describe_outputs(data), spec.name)
+        out = outputs["boxes"]
     meta = build_metadata(
-        format=spec.name, contract=get_contract(model),
+        format=spec.name, contract=contract,
         input=tensor_spec(**inp), output=tensor_spec(**out),
         quantization=quantization, source=job["source"])
+    if outputs is not None:   # the four outputs by name, and what the file bakes in
+        meta["outputs"] = {k: tensor_spec(**v) for k, v in outputs.items()}
+        meta["detection"] = metadata_block(contract)
     return write_bytes(Path(job["staging"]) / item["file"], family.embed(data, meta))
 
 
 def run_job(job: dict[str, Any], events: TextIO) -> int:
-    from models import load_model
+    from models import get_contract, load_model
     from pipeline.export.core import reference_paths
 
     model = load_model(job["model"])
     test = np.load(job["test"])
     paths = reference_paths(job)
-    np.save(paths["model"], reference_probs(model, test))
+    if get_contract(model).task == "detection":   # raw offsets + logits; the parent decodes them
+        np.save(paths["model"], np.concatenate([
+            np.asarray(model.predict_on_batch(test[i:i + REFERENCE_BATCH].astype(np.float32)))
+            for i in range(0, len(test), REFERENCE_BATCH)]))
+    else:
+        np.save(paths["model"], reference_probs(model, test))
     if "origin" in paths:
         np.save(paths["origin"], reference_probs(load_model(job["origin"]), test))
     if "qat" in paths:

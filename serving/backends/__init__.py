@@ -80,6 +80,7 @@ class Backend(ABC):
     name: str = ""             # "tflite" | "onnx" | "keras"
     input: TensorSpec
     output: TensorSpec
+    outputs: tuple[TensorSpec, ...] = ()   # every output (a detector file has four); [0] is output
     max_batch: int | None = None   # None: any batch in one call; 1: one image per call
     threads: int | None = None     # threads actually used (None: the library decides)
 
@@ -89,6 +90,17 @@ class Backend(ABC):
     @abstractmethod
     def _invoke(self, x: np.ndarray) -> np.ndarray:
         """x: (n, H, W, C) in input.dtype with n <= max_batch -> raw output (n, K)."""
+
+    def run_all(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """One batch the model takes in one call -> every output by tensor name (detectors).
+        Records the library call's time in last_invoke_s."""
+        t0 = time.perf_counter()
+        outs = self._invoke_all(x)
+        self.last_invoke_s = time.perf_counter() - t0
+        return dict(zip((o.name for o in self.outputs), outs))
+
+    def _invoke_all(self, x: np.ndarray) -> list[np.ndarray]:
+        return [self._invoke(x)]
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """Raw input batch (N, H, W, C) -> raw output (N, K), split to max_batch as needed.

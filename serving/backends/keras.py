@@ -34,6 +34,7 @@ class KerasBackend(Backend):
         inp, out = self._model.inputs[0], self._model.outputs[0]
         self.input = TensorSpec(name=inp.name, dtype="float32", shape=tuple(inp.shape))
         self.output = TensorSpec(name=out.name, dtype="float32", shape=tuple(out.shape))
+        self.outputs = (self.output,)
 
     def _invoke(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(self._model.predict_on_batch(x), dtype=np.float32)

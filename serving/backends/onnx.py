@@ -16,7 +16,8 @@ from serving.metadata import ArtifactError
 
 # onnxruntime's type strings -> numpy dtype names
 ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16",
-             "tensor(uint8)": "uint8", "tensor(int8)": "int8"}
+             "tensor(uint8)": "uint8", "tensor(int8)": "int8",
+             "tensor(int32)": "int32"}
 
 
 def _spec(arg: Any, where: str) -> TensorSpec:
@@ -48,12 +49,16 @@ class OnnxBackend(Backend):
             raise ArtifactError(f"{where}: onnxruntime cannot load this model "
                                 f"({type(e).__name__}: {e})") from None
         ins, outs = self._session.get_inputs(), self._session.get_outputs()
-        if len(ins) != 1 or len(outs) != 1:
-            raise ArtifactError(f"{where}: expected one input and one output tensor, "
-                                f"got {len(ins)} and {len(outs)}")
+        if len(ins) != 1 or len(outs) not in (1, 4):
+            raise ArtifactError(f"{where}: expected one input and one output tensor (four for a "
+                                f"detector), got {len(ins)} and {len(outs)}")
         self.input, self.output = _spec(ins[0], where), _spec(outs[0], where)
+        self.outputs = tuple(_spec(o, where) for o in outs)
         fixed = self.input.shape[0] if self.input.shape else None
         self.max_batch = fixed  # None (dynamic) or the fixed batch size
 
     def _invoke(self, x: np.ndarray) -> np.ndarray:
         return self._session.run([self.output.name], {self.input.name: x})[0]
+
+    def _invoke_all(self, x: np.ndarray) -> list[np.ndarray]:
+        return self._session.run([o.name for o in self.outputs], {self.input.name: x})

@@ -48,11 +48,13 @@ class TFLiteBackend(Backend):
         except ValueError as e:  # LiteRT reports unreadable models as ValueError
             raise ArtifactError(f"{where}: LiteRT cannot load this model ({e})") from None
         ins, outs = self._interp.get_input_details(), self._interp.get_output_details()
-        if len(ins) != 1 or len(outs) != 1:
-            raise ArtifactError(f"{where}: expected one input and one output tensor, "
-                                f"got {len(ins)} and {len(outs)}")
+        if len(ins) != 1 or len(outs) not in (1, 4):
+            raise ArtifactError(f"{where}: expected one input and one output tensor (four for a "
+                                f"detector), got {len(ins)} and {len(outs)}")
         self._in, self._out = ins[0]["index"], outs[0]["index"]
+        self._outs = [o["index"] for o in outs]
         self.input, self.output = _spec(ins[0]), _spec(outs[0])
+        self.outputs = tuple(_spec(o) for o in outs)
         self._batch = int(ins[0]["shape"][0])   # the batch the tensors are allocated for now
         self.max_batch = None if self.input.shape[0] is None else self._batch
 
@@ -64,3 +66,8 @@ class TFLiteBackend(Backend):
         self._interp.set_tensor(self._in, x)
         self._interp.invoke()
         return self._interp.get_tensor(self._out)
+
+    def _invoke_all(self, x: np.ndarray) -> list[np.ndarray]:
+        self._interp.set_tensor(self._in, x)
+        self._interp.invoke()
+        return [self._interp.get_tensor(i) for i in self._outs]

@@ -175,7 +175,7 @@ def detect(model: DemoModel, name: str, data: bytes) -> dict[str, Any]:
         raise DemoError(f"{model.name}: a detection model, but this serving runtime has no "
                         "detection decoder yet (serving.Runner.detect)")
     with model.lock:
-        result = dict(run(_named(name, data)))
+        result = run([_named(name, data)])[0].to_dict()
     return result
 
 

@@ -1,0 +1,84 @@
+"""The detection parity gate: does the exported detector find what the Keras detector finds?
+
+Every file runs on the held-out split THROUGH `serving` (Runner.detect_batch: the runtime's own
+preprocessing, the file's own decoding + NMS), and is scored with pycocotools against the
+ground truth (pipeline.det_eval.coco_metrics), beside the Keras detector's raw outputs decoded
+by serving.detection.decode_nms (the same algorithm the files hold):
+  mAP@.5 and mAP@[.5:.95] of both, their drops, and the share of Keras boxes the file
+  reproduces (same class, IoU >= 0.9).
+A file passes when both drops are <= gate.det_max_drop (gate.det_max_drop_int8 for int8).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.export.formats import FormatSpec
+
+REPRODUCE_IOU = 0.9
+
+
+def keras_detections(raw: np.ndarray, contract: Any) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Raw Keras outputs (N, A, 4 + C + 1) -> per image (boxes, scores, classes), normalized."""
+    from serving.detection import anchors, decode_nms
+
+    a, nms = anchors(contract), dict(contract.extra["nms"])
+    var = tuple(contract.extra["encoding"]["variances"])
+    out = []
+    for r in raw:
+        boxes, scores, classes, n = decode_nms(r, a, nms, var)
+        out.append((boxes[:n], scores[:n], classes[:n]))
+    return out
+
+
+def reproduced(ref: list[tuple], got: list[tuple], iou: float = REPRODUCE_IOU) -> float:
+    """Share of the reference boxes (all images) that `got` has with the same class at IoU >= iou."""
+    from serving.demo.detection import box_iou
+
+    total = hits = 0
+    for (rb, _, rc), (gb, _, gc) in zip(ref, got):
+        for box, cls in zip(rb, rc):
+            total += 1
+            same = gc == cls
+            hits += bool(same.any() and box_iou(box, gb[same]).max() >= iou)
+    return hits / total if total else 1.0
+
+
+def compare(split: Any, ref: list[tuple], got: list[tuple], class_names: Any,
+            size: tuple[int, int]) -> dict[str, Any]:
+    from pipeline.det_eval import coco_metrics
+
+    k = coco_metrics(split.boxes, split.labels, ref, class_names, size)
+    f = coco_metrics(split.boxes, split.labels, got, class_names, size)
+    return {"samples": len(split), "map50_keras": k["map50"], "map_keras": k["map"],
+            "map50": f["map50"], "map": f["map"], "map50_drop": k["map50"] - f["map50"],
+            "map_drop": k["map"] - f["map"], "reproduced": reproduced(ref, got),
+            "detections": f["num_detections"], "detections_keras": k["num_detections"]}
+
+
+def judge(spec: FormatSpec, numbers: dict[str, Any], gate: Any) -> list[str]:
+    limit = gate.det_max_drop_int8 if spec.activations == "int8" else gate.det_max_drop
+    knob = "det_max_drop_int8" if spec.activations == "int8" else "det_max_drop"
+    reasons = []
+    for key, what in (("map50", "mAP@.5"), ("map", "mAP@[.5:.95]")):
+        if numbers[f"{key}_drop"] > limit + 1e-12:
+            reasons.append(f"{what} drop {100 * numbers[f'{key}_drop']:.2f} points > {100 * limit:.2f} "
+                           f"(Keras {numbers[f'{key}_keras']:.4f}, file {numbers[key]:.4f}; "
+                           f"gate.{knob}=... sets it)")
+    return reasons
+
+
+def check_detector(path: Path, spec: FormatSpec, split: Any, ref: list[tuple], class_names: Any,
+                   gate: Any) -> dict[str, Any]:
+    """Run the file through serving on the test split and judge it: the manifest's "parity"."""
+    import serving
+
+    runner = serving.load(path, manifest=None, threads=1)
+    got = runner.detect_batch(split.images)
+    numbers = compare(split, ref, got, class_names, runner.contract.size)
+    reasons = judge(spec, numbers, gate)
+    limit = gate.det_max_drop_int8 if spec.activations == "int8" else gate.det_max_drop
+    return {**numbers, "max_map_drop": limit, "reproduce_iou": REPRODUCE_IOU,
+            "passed": not reasons, "reasons": reasons}

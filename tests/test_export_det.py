@@ -1,0 +1,296 @@
+"""Detector export (issue 12): decoding + NMS inside every file, builtin ops only, the four fixed
+outputs, metadata; the export table's task column. One tiny SSD (64 px, random weights) is
+converted once per session to tflite_fp32, tflite_int8 and onnx."""
+import numpy as np
+import pytest
+
+from models.options import OptionError
+from pipeline.export.formats import FORMATS, check_request
+
+SIZE = 64
+K = 20
+
+
+@pytest.fixture(scope="session")
+def det_files(tmp_path_factory):
+    import keras
+
+    from models import create_detector, save_model
+    from pipeline.export.worker import convert_one
+
+    keras.utils.set_random_seed(0)
+    det = create_detector("ssd", backbone="mobilenetv2", num_classes=3, input_shape=(SIZE, SIZE, 3),
+                          width=0.25, head_channels=16, head="ssdlite", score_threshold=0.2,
+                          max_detections=K, labels=["circle", "square", "triangle"])
+    root = tmp_path_factory.mktemp("det_export")
+    (root / "scratch").mkdir()
+    keras_path = save_model(det, root / "model.keras")
+    job = {"scratch": str(root / "scratch"), "staging": str(root),
+           "source": {"model": "model.keras", "sha256": None, "config": None},
+           "calibration_info": {"source": "random", "samples": 8}}
+    calib = np.random.default_rng(0).integers(0, 256, (8, SIZE, SIZE, 3), dtype=np.uint8)
+    files = {"keras": keras_path}
+    for name in ("tflite_fp32", "tflite_int8", "onnx"):
+        spec = FORMATS[name]
+        item = {"format": name, "file": spec.filename({}), "options": spec.resolved_options({})}
+        files[name] = convert_one(det, item, job, calib)
+    return files
+
+
+def test_table_has_a_task_column():
+    assert [s.name for s in check_request(["tflite_fp32", "tflite_int8", "onnx"], {},
+                                          task="detection")]
+    with pytest.raises(OptionError, match="cannot export a detection model"):
+        check_request(["tflite_fp16"], {}, task="detection")
+    with pytest.raises(OptionError, match="only io=float"):
+        check_request(["tflite_int8"], {"io": "uint8"}, task="detection")
+    check_request(["tflite_fp16"], {})   # classification unchanged
+
+
+@pytest.mark.parametrize("fmt", ["tflite_fp32", "tflite_int8"])
+def test_tflite_has_builtin_nms_and_no_flex(det_files, fmt):
+    from pipeline.export.detection import op_names
+
+    ops = op_names(det_files[fmt].read_bytes())
+    assert "NON_MAX_SUPPRESSION_V5" in ops
+    assert not [o for o in ops if o.startswith("CUSTOM") or "FLEX" in o], ops
+
+
+def test_onnx_has_non_max_suppression(det_files):
+    import onnx
+
+    proto = onnx.load(str(det_files["onnx"]))
+    onnx.checker.check_model(proto, full_check=True)
+    assert any(n.op_type == "NonMaxSuppression" for n in proto.graph.node)
+
+
+@pytest.mark.parametrize("fmt", ["tflite_fp32", "tflite_int8", "onnx"])
+def test_metadata_describes_the_detector(det_files, fmt):
+    from serving.metadata import read_metadata
+
+    meta = read_metadata(det_files[fmt])
+    assert meta["contract"]["task"] == "detection" and meta["contract"]["labels"][0] == "circle"
+    assert {k: (v["dtype"], v["shape"]) for k, v in meta["outputs"].items()} == {
+        "boxes": ("float32", [1, K, 4]), "scores": ("float32", [1, K]),
+        "classes": ("int32", [1, K]), "count": ("int32", [1])}
+    block = meta["detection"]
+    assert block["box_format"] == "rel_xyxy" and block["nms"]["max_detections"] == K
+    assert block["nms"]["score_threshold"] == 0.2 and "anchor_spec" in block
+    assert meta["quantization"]["activations"] == FORMATS[fmt].activations
+
+
+# ------------------------------------------------------------------ serving (Runner.detect)
+
+
+def _scene(width, height, seed=0):
+    """uint8 (height, width, 3): a few flat rectangles on noise."""
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 60, (height, width, 3), dtype=np.uint8)
+    for _ in range(3):
+        x0, y0 = rng.integers(0, width // 2), rng.integers(0, height // 2)
+        img[y0:y0 + height // 3, x0:x0 + width // 3] = rng.integers(100, 255, 3)
+    return img
+
+
+def _png(img, path):
+    from PIL import Image
+
+    Image.fromarray(img).save(path)
+    return path
+
+
+def _reproduced(ref, got, iou=0.9, same_class=True):
+    """Share of ref's boxes that got has (with the same class) at IoU >= iou."""
+    from serving.demo.detection import box_iou
+
+    if not len(ref.boxes):
+        return 1.0
+    hits = 0
+    for box, cls in zip(ref.boxes, ref.classes):
+        same = got.classes == cls if same_class else np.ones(len(got.classes), bool)
+        hits += bool(same.any() and box_iou(box, got.boxes[same]).max() >= iou)
+    return hits / len(ref.boxes)
+
+
+@pytest.fixture(scope="session")
+def scenes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("scenes")
+    return [_png(_scene(w, h, i), root / f"s{i}.png")
+            for i, (w, h) in enumerate([(64, 64), (96, 48), (50, 120), (200, 90)])]
+
+
+# random weights give near-tied class scores, which int8 flips: its boxes are compared by place
+@pytest.mark.parametrize("fmt,share,iou,same_class", [("tflite_fp32", 0.95, 0.9, True),
+                                                      ("onnx", 0.95, 0.9, True),
+                                                      ("tflite_int8", 0.3, 0.5, False)])
+def test_each_format_detects_like_keras(det_files, scenes, fmt, share, iou, same_class):
+    import serving
+
+    ref = serving.load(det_files["keras"], manifest=None).detect(scenes)
+    got = serving.load(det_files[fmt], manifest=None).detect(scenes)
+    for r, g in zip(ref, got):
+        assert (g.width, g.height) == (r.width, r.height)
+        assert 0 < len(g.boxes) <= K and g.boxes.shape[1] == 4 and len(g.labels) == len(g.scores)
+        assert (g.boxes[:, 2:] >= g.boxes[:, :2]).all()
+        assert (g.boxes[:, [0, 2]] <= g.width + 1e-3).all() and (g.boxes[:, [1, 3]] <= g.height + 1e-3).all()
+        assert _reproduced(r, g, iou, same_class) >= share, (fmt, r.file)
+    if fmt != "tflite_int8":
+        np.testing.assert_allclose(np.sort(got[0].scores), np.sort(ref[0].scores), atol=1e-4)
+
+
+@pytest.mark.parametrize("fmt", ["keras", "tflite_fp32", "onnx"])
+@pytest.mark.parametrize("width,height", [(128, 64), (64, 192), (97, 41), (300, 200)])
+def test_boxes_map_back_to_original_pixels(det_files, tmp_path, fmt, width, height):
+    """detect() on a width x height image = the model's boxes on the image resized to the input
+    (Pillow, as a device would) times (width, height): the resize is undone per axis."""
+    from PIL import Image
+
+    import serving
+
+    big = _scene(width, height, 7)
+    runner = serving.load(det_files[fmt], manifest=None)
+    (got,) = runner.detect([_png(big, tmp_path / "b.png")])
+    small = np.asarray(Image.fromarray(big).resize((SIZE, SIZE), Image.Resampling.BILINEAR))
+    boxes, scores, _ = runner.detect_batch(small[None])[0]
+    assert (got.width, got.height) == (width, height) and len(got.boxes) == len(boxes) > 0
+    np.testing.assert_allclose(got.boxes, boxes * np.asarray([width, height, width, height]), atol=1e-3)
+    np.testing.assert_allclose(got.scores, scores)
+    assert got.boxes[:, [0, 2]].max() <= width + 1e-3 and got.boxes[:, [1, 3]].max() <= height + 1e-3
+
+
+def test_tampered_detector_file_is_refused(det_files, tmp_path):
+    import serving
+    from serving.metadata import ArtifactError
+
+    data = bytearray(det_files["tflite_fp32"].read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    bad = tmp_path / "model_fp32.tflite"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match=str(bad)):
+        serving.load(bad, manifest=None)
+
+
+@pytest.mark.parametrize("fmt", ["tflite_fp32", "onnx"])
+def test_detector_file_without_detection_metadata_is_refused(det_files, tmp_path, fmt):
+    import onnx
+
+    import serving
+    from serving.metadata import ArtifactError, embed_onnx_metadata, embed_tflite_metadata, read_metadata
+
+    path = det_files[fmt]
+    meta = read_metadata(path)
+    del meta["detection"], meta["outputs"]
+    data = (embed_tflite_metadata(path.read_bytes(), meta) if fmt != "onnx"
+            else embed_onnx_metadata(onnx.load(str(path)), meta))
+    bare = tmp_path / path.name
+    bare.write_bytes(data)
+    with pytest.raises(ArtifactError, match="without detection metadata"):
+        serving.load(bare, manifest=None)
+    classifier = {**meta, "contract": {**meta["contract"], "task": "classification"}}
+    data = (embed_tflite_metadata(path.read_bytes(), classifier) if fmt != "onnx"
+            else embed_onnx_metadata(onnx.load(str(path)), classifier))
+    bare.write_bytes(data)
+    with pytest.raises(ArtifactError, match="four outputs"):
+        serving.load(bare, manifest=None)
+
+
+def test_serving_detect_cli_writes_json_and_annotated_images(det_files, scenes, tmp_path, capsys):
+    import json
+
+    from PIL import Image
+
+    from serving.__main__ import main
+
+    out = tmp_path / "out"
+    rc = main(["detect", f"model={det_files['onnx']}", f"source={scenes[0].parent}", "score=0.25",
+               "json=true", f"save={out}"])
+    assert rc == 0
+    lines = [json.loads(s) for s in capsys.readouterr().out.splitlines()]
+    assert len(lines) == len(scenes)
+    row = next(r for r in lines if r["file"].endswith("s3.png"))
+    assert (row["width"], row["height"]) == (200, 90)
+    assert all(d["score"] >= 0.25 and d["label"] in ("circle", "square", "triangle")
+               for d in row["detections"])
+    assert Image.open(out / "s3.png").size == (200, 90)
+    assert json.loads((out / "s3.json").read_text()) == row
+    assert main(["detect", f"model={det_files['onnx']}", "source=/no/such"]) == 2
+
+
+# ------------------------------------------------------------------ export + detection parity gate
+
+
+@pytest.fixture(scope="session")
+def det_run(det_files, tmp_path_factory):
+    """A run dir: the tiny detector + a config.yaml whose data is a small shapes_det."""
+    import shutil
+
+    import yaml
+
+    run = tmp_path_factory.mktemp("det_run")
+    shutil.copy(det_files["keras"], run / "model.keras")
+    (run / "config.yaml").write_text(yaml.safe_dump({"data": {
+        "source": "shapes_det", "val_split": 0.1, "test_split": 0.5,
+        "shapes_det": {"images": 24, "size": SIZE}}}))
+    return run
+
+
+def _export_cfg(run, *extra):
+    from pipeline.config import load_config
+    from pipeline.export import ExportConfig
+
+    return load_config(ExportConfig, [f"model={run}", "verbose=false", *extra])
+
+
+def test_detector_export_runs_the_detection_gate(det_run):
+    import json
+
+    from pipeline.export import export
+
+    result = export(_export_cfg(det_run, "formats=tflite_fp32,tflite_int8", "calib_samples=8"))
+    rows = {r["format"]: r for r in json.loads(result.manifest.read_text())["artifacts"]}
+    assert set(rows) == {"tflite_fp32", "tflite_int8"}
+    for fmt, row in rows.items():
+        p = row["parity"]
+        assert p["passed"] and p["samples"] == 12
+        assert {"map50", "map50_keras", "map", "map_keras", "map50_drop", "map_drop", "reproduced"} <= set(p)
+        assert p["max_map_drop"] == (0.03 if fmt == "tflite_int8" else 0.01)
+    assert rows["tflite_fp32"]["parity"]["reproduced"] >= 0.95
+    assert abs(rows["tflite_fp32"]["parity"]["map50_drop"]) <= 0.01
+
+
+def test_detection_formats_are_checked_before_work(det_run):
+    from pipeline.export import export
+
+    with pytest.raises(OptionError, match="cannot export a detection model"):
+        export(_export_cfg(det_run, "formats=tflite_fp16", "out=" + str(det_run / "never")))
+    assert not (det_run / "never").exists()
+
+
+def test_a_failed_detection_gate_writes_nothing(det_run, monkeypatch):
+    """The real gate numbers, with a failure reason added: nothing may be published."""
+    from pipeline.export import core
+    from pipeline.export.errors import GateError
+
+    real = core.check_detector
+
+    def failing(*args, **kwargs):
+        rec = real(*args, **kwargs)
+        return {**rec, "passed": False, "reasons": [f"mAP@.5 {rec['map50']:.4f} (forced failure)"]}
+
+    monkeypatch.setattr(core, "check_detector", failing)
+    out = det_run / "gated"
+    with pytest.raises(GateError, match="forced failure"):
+        core.export(_export_cfg(det_run, "formats=tflite_fp32", f"out={out}"))
+    assert not out.exists() and not list(det_run.glob(".gated*"))
+
+
+def test_judge_names_each_broken_threshold():
+    from pipeline.export.config import GateConfig
+    from pipeline.export.det_parity import judge
+
+    nums = {"map50": 0.80, "map50_keras": 0.85, "map50_drop": 0.05, "map": 0.6, "map_keras": 0.61,
+            "map_drop": 0.01}
+    assert judge(FORMATS["tflite_int8"], nums, GateConfig()) == [
+        "mAP@.5 drop 5.00 points > 3.00 (Keras 0.8500, file 0.8000; gate.det_max_drop_int8=... sets it)"]
+    assert len(judge(FORMATS["onnx"], nums, GateConfig(det_max_drop=0.005))) == 2
+    assert judge(FORMATS["onnx"], nums, GateConfig(det_max_drop=0.06)) == []
