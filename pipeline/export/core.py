@@ -133,22 +133,26 @@ def _publish(staging: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+# (header, width, format, value) per column of the summary; detectors are judged by mAP
+_CLASSIFIER_COLUMNS = (
+    ("size KB", 10, ".1f", lambda r, p: r["size_bytes"] / 1024),
+    ("gzip KB", 10, ".1f", lambda r, p: r["size_gzip_bytes"] / 1024),
+    ("agree", 8, ".3f", lambda r, p: p["top1_agreement"]), ("acc", 8, ".3f", lambda r, p: p["accuracy"]),
+    ("keras", 8, ".3f", lambda r, p: p["accuracy_keras"]),
+    ("max|dp|", 10, ".2g", lambda r, p: p["max_abs_diff"]))
+_DETECTOR_COLUMNS = (
+    ("size KB", 10, ".1f", lambda r, p: r["size_bytes"] / 1024),
+    ("mAP@.5", 8, ".3f", lambda r, p: p["map50"]), ("keras", 8, ".3f", lambda r, p: p["map50_keras"]),
+    ("mAP", 8, ".3f", lambda r, p: p["map"]), ("keras", 8, ".3f", lambda r, p: p["map_keras"]),
+    ("repro", 8, ".3f", lambda r, p: p["reproduced"]))
+
+
 def _summary(rows: list[dict[str, Any]]) -> str:
-    if rows and "map50" in rows[0]["parity"]:
-        lines = [f"{'file':<30}{'size KB':>10}{'mAP@.5':>8}{'keras':>8}{'mAP':>8}{'keras':>8}{'repro':>8}"]
-        for r in rows:
-            p = r["parity"]
-            lines.append(f"{r['file']:<30}{r['size_bytes'] / 1024:>10.1f}{p['map50']:>8.3f}"
-                         f"{p['map50_keras']:>8.3f}{p['map']:>8.3f}{p['map_keras']:>8.3f}"
-                         f"{p['reproduced']:>8.3f}")
-        return "\n".join(lines)
-    lines = [f"{'file':<30}{'size KB':>10}{'gzip KB':>10}{'agree':>8}{'acc':>8}{'keras':>8}"
-             f"{'max|dp|':>10}"]
+    columns = _DETECTOR_COLUMNS if rows and "map50" in rows[0]["parity"] else _CLASSIFIER_COLUMNS
+    lines = [f"{'file':<30}" + "".join(f"{head:>{w}}" for head, w, _, _ in columns)]
     for r in rows:
-        p = r["parity"]
-        lines.append(f"{r['file']:<30}{r['size_bytes'] / 1024:>10.1f}{r['size_gzip_bytes'] / 1024:>10.1f}"
-                     f"{p['top1_agreement']:>8.3f}{p['accuracy']:>8.3f}{p['accuracy_keras']:>8.3f}"
-                     f"{p['max_abs_diff']:>10.2g}")
+        lines.append(f"{r['file']:<30}" + "".join(f"{get(r, r['parity']):>{w}{fmt}}"
+                                                  for _, w, fmt, get in columns))
     return "\n".join(lines)
 
 
