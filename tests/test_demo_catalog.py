@@ -13,7 +13,7 @@ from PIL import Image
 from serving.demo.catalog import human_size, parity_line, scan_runs
 from serving.demo.samples import list_samples
 from serving.demo.settings import RUNS_ENV, DemoError, runs_root
-from tests.demo_runs import RUN
+from tests.demo_runs import RUN, make_samples_module
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
@@ -79,8 +79,6 @@ def test_runs_root_order_argument_env_default(tmp_path):
 def test_samples_are_listed_and_reproducible():
     """The committed PNGs are what samples/make_samples.py draws (compared as pixels, so a
     different zlib does not matter)."""
-    import importlib.util
-
     from serving.demo.samples import SCENES_JSON, read_scenes
 
     names = list(list_samples(SAMPLES))
@@ -88,10 +86,7 @@ def test_samples_are_listed_and_reproducible():
     scenes = read_scenes(SAMPLES)
     assert sorted(scenes) == ["scene_a.png", "scene_b.png", "scene_c.png"] and set(scenes) <= set(names)
     assert all((SAMPLES / n).stat().st_size < (40_000 if n in scenes else 10_000) for n in names)
-    spec = importlib.util.spec_from_file_location("make_samples", SAMPLES / "make_samples.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    rendered = module.render()
+    rendered = make_samples_module().render()
     assert rendered.pop(SCENES_JSON) == (SAMPLES / SCENES_JSON).read_bytes()
     assert sorted(rendered) == names
     for name, data in rendered.items():

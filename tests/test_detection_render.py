@@ -135,3 +135,14 @@ def test_page_renders_detections_and_follows_the_sliders():
     at.slider(key="iou").set_value(0.9).run()
     assert at.markdown[-1].value == "kept 3"                        # IoU 0.75 < 0.9: both cats stay
     assert not at.exception
+
+
+def test_small_images_are_enlarged_for_showing_with_their_boxes():
+    from serving.demo.detection import enlarged
+
+    det = as_detections({"boxes": [[20, 40, 60, 80]], "scores": [0.93], "labels": [1]}, LABELS)
+    big, scaled = enlarged(Image.new("RGB", (128, 96)), det)                # 96 -> 384: factor 4
+    assert big.size == (512, 384) and scaled["boxes"].tolist() == [[80, 160, 240, 320]]
+    assert det["boxes"].tolist() == [[20, 40, 60, 80]]                      # the caller's copy untouched
+    same, kept = enlarged(Image.new("RGB", (800, 600)), det)
+    assert same.size == (800, 600) and kept["boxes"].tolist() == [[20, 40, 60, 80]]

@@ -1,6 +1,7 @@
 """serving.nms: ONNX Runtime's NonMaxSuppression on serving/nms.onnx, checked on hand-computed
 cases against the exported files' semantics (TensorFlow's NonMaxSuppressionV5: score > threshold
-makes a candidate, IoU > threshold suppresses, at most K, best first) and against TF's op itself."""
+makes a candidate, IoU > threshold suppresses, at most K, best first), against TF's op itself,
+and against a real exported detector (tests/demo_runs.py build_det_run)."""
 from __future__ import annotations
 
 import numpy as np
@@ -88,3 +89,41 @@ def test_shipped_graph_is_package_data():
 
     project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
     assert "nms.onnx" in project["tool"]["setuptools"]["package-data"]["serving"]
+# ------------------------------------------------------------------ a real exported detector
+
+
+def test_keras_decoding_with_this_nms_gives_the_tflite_files_boxes(det_runs_root):
+    """decode_nms (serving.nms inside) on the .keras detector's raw output = what the exported
+    fp32 file's own NON_MAX_SUPPRESSION_V5 returns, on every sample scene."""
+    import serving
+    from tests.demo_runs import DET_RUN, SAMPLES, scene_truth
+
+    run = det_runs_root / DET_RUN
+    keras_runner = serving.load(run / "model.keras")
+    file_runner = serving.load(run / "export" / "model_fp32.tflite")
+    total = 0
+    for name in scene_truth():
+        (k,), (f,) = keras_runner.detect([SAMPLES / name]), file_runner.detect([SAMPLES / name])
+        assert f.classes.tolist() == k.classes.tolist(), name
+        np.testing.assert_allclose(f.scores, k.scores, atol=1e-4)
+        np.testing.assert_allclose(f.boxes, k.boxes, atol=0.05)     # pixels of a 128 px scene
+        total += len(f.scores)
+    assert total > 0
+
+
+def test_rerunning_nms_at_the_files_own_settings_keeps_every_box(det_runs_root):
+    """The file already ran NMS: doing it again with its thresholds changes nothing, a stricter
+    IoU can only remove boxes (the demo's slider)."""
+    import serving
+    from tests.demo_runs import DET_RUN, SAMPLES, scene_truth
+
+    runner = serving.load(det_runs_root / DET_RUN / "export" / "model_fp32.tflite")
+    nms_cfg = runner.metadata["detection"]["nms"]
+    for name in scene_truth():
+        (d,) = runner.detect([SAMPLES / name])
+        for boxes in (d.boxes, d.boxes / np.array([d.width, d.height] * 2, np.float32)):   # px, 0..1
+            same = nms(boxes, d.scores, d.classes, iou_threshold=nms_cfg["iou_threshold"],
+                       score_threshold=nms_cfg["score_threshold"])
+            assert same.tolist() == list(range(len(d.scores))), name
+        stricter = nms(d.boxes, d.scores, d.classes, iou_threshold=0.05)
+        assert set(stricter.tolist()) <= set(range(len(d.scores)))

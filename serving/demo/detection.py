@@ -110,9 +110,30 @@ def draw_detections(image: Image.Image | np.ndarray, det: Mapping[str, np.ndarra
     return img
 
 
+def enlarged(image: Image.Image, det: Mapping[str, np.ndarray], min_side: int = 384
+             ) -> tuple[Image.Image, dict[str, np.ndarray]]:
+    """For showing a small image: it and its boxes scaled by the whole factor that brings its
+    short side to >= min_side (nearest neighbour: pixels stay crisp, boxes stay exact), so the
+    drawn tags are readable; the image itself when it is large enough."""
+    k = max(1, -(-min_side // max(1, min(image.size))))
+    if k == 1:
+        return image, dict(det)
+    return (image.resize((image.width * k, image.height * k), Image.Resampling.NEAREST),
+            {**det, "boxes": np.asarray(det["boxes"], np.float32) * k})
+
+
 def detection_rows(det: Mapping[str, np.ndarray], label_names: Sequence[str]) -> list[dict[str, Any]]:
     """JSON-ready rows: label, score, box [x0, y0, x1, y1]."""
     return [{"label": label_text(int(c), label_names), "score": round(float(s), 4),
              "box": [round(float(v), 1) for v in b]}
             for b, s, c in zip(det["boxes"], det["scores"], det["labels"])]
 
+
+def found(wanted: Sequence[Mapping[str, Any]], got: Sequence[Mapping[str, Any]], iou: float = 0.5) -> int:
+    """How many of `wanted`'s rows ({label, box}) have a row in `got` of the same label with
+    IoU >= iou: ground-truth objects a detector found, or A's boxes that B also gave."""
+    hits = 0
+    for w in wanted:
+        same = np.asarray([g["box"] for g in got if g["label"] == w["label"]], np.float32).reshape(-1, 4)
+        hits += bool(len(same) and box_iou(np.asarray(w["box"], np.float32), same).max() >= iou)
+    return hits
