@@ -4,10 +4,11 @@ An exported detector file (pipeline.export.detection) already holds decoding + N
 boxes (1, K, 4) normalized x0, y0, x1, y1, scores (1, K), classes (1, K) int32, count (1,).
 A .keras detector outputs the raw (1, A, 4 + C + 1) offsets + logits; `decode_nms` runs the
 SAME algorithm as the file's graph on it (softmax, best object class per anchor, centre-offset
-decoding with the variances, clip to 0..1, greedy NMS on boxes shifted by 2 * class, i.e.
-per-class, score > threshold, IoU > threshold suppresses, at most K), so the three formats
-answer alike. `to_pixels` undoes the plain resize to the model input (serving.images stretches
-the whole image to H x W, no letterbox): x * original width, y * original height.
+decoding with the variances, clip to 0..1, then serving.nms: ONNX Runtime's NonMaxSuppression on
+boxes shifted by 2 * class, i.e. per-class, score > threshold, IoU > threshold suppresses, at
+most K), so the three formats answer alike. `to_pixels` undoes the plain resize to the model
+input (serving.images stretches the whole image to H x W, no letterbox): x * original width,
+y * original height.
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from serving.nms import nms as run_nms
 
 OUTPUT_NAMES = ("boxes", "scores", "classes", "count")
 BOX_FORMAT = "rel_xyxy"   # normalized x0, y0, x1, y1
@@ -40,15 +43,6 @@ def anchors(contract: Any) -> np.ndarray:
     return anchors_of(contract)
 
 
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    lo, hi = np.maximum(box[:2], boxes[:, :2]), np.minimum(box[2:], boxes[:, 2:])
-    inter = np.prod(np.clip(hi - lo, 0, None), axis=1)
-    area = np.prod(box[2:] - box[:2])
-    areas = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)
-    union = area + areas - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
-
-
 def decode_nms(raw: np.ndarray, anchor_boxes: np.ndarray, nms: dict[str, Any],
                variances: tuple[float, float]) -> tuple[np.ndarray, ...]:
     """raw (A, 4 + C + 1) -> boxes (K, 4), scores (K,), classes (K,) int32, count, padded with
@@ -64,14 +58,8 @@ def decode_nms(raw: np.ndarray, anchor_boxes: np.ndarray, nms: dict[str, Any],
     wh = np.exp(np.minimum(raw[:, 2:4] * variances[1], 10.0)) * a_wh
     boxes = np.clip(np.concatenate([xy - wh / 2, xy + wh / 2], 1), 0.0, 1.0)   # (A, 4)
     k = int(nms["max_detections"])
-    shifted = boxes + 2.0 * cls[:, None]
-    order = np.flatnonzero(score > nms["score_threshold"])
-    order = order[np.argsort(-score[order], kind="stable")]
-    keep: list[int] = []
-    while len(order) and len(keep) < k:
-        best, order = order[0], order[1:]
-        keep.append(int(best))
-        order = order[_iou(shifted[best], shifted[order]) <= nms["iou_threshold"]]
+    keep = run_nms(boxes, score, cls, iou_threshold=float(nms["iou_threshold"]),
+                   score_threshold=float(nms["score_threshold"]), max_detections=k)
     out_b, out_s, out_c = np.zeros((k, 4), np.float32), np.zeros(k, np.float32), np.zeros(k, np.int32)
     n = len(keep)
     out_b[:n], out_s[:n], out_c[:n] = boxes[keep], score[keep], cls[keep]

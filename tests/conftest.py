@@ -54,3 +54,14 @@ def demo_runs_root(tmp_path_factory):
     root = tmp_path_factory.getbasetemp() / "demo-runs"
     build_run(root)
     return root
+
+
+@pytest.fixture(scope="session")
+def det_runs_root(tmp_path_factory):
+    """A runs root holding one tiny, really trained and exported detector run (tests/demo_runs.py
+    build_det_run: tflite_fp32, tflite_int8, onnx), built once per session."""
+    from tests.demo_runs import build_det_run
+
+    root = tmp_path_factory.getbasetemp() / "det-runs"
+    build_det_run(root)
+    return root

@@ -13,7 +13,7 @@ from PIL import Image
 from serving.demo.catalog import human_size, parity_line, scan_runs
 from serving.demo.samples import list_samples
 from serving.demo.settings import RUNS_ENV, DemoError, runs_root
-from tests.demo_runs import RUN
+from tests.demo_runs import RUN, make_samples_module
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
@@ -79,15 +79,15 @@ def test_runs_root_order_argument_env_default(tmp_path):
 def test_samples_are_listed_and_reproducible():
     """The committed PNGs are what samples/make_samples.py draws (compared as pixels, so a
     different zlib does not matter)."""
-    import importlib.util
+    from serving.demo.samples import SCENES_JSON, read_scenes
 
     names = list(list_samples(SAMPLES))
-    assert names == sorted(names) and "circle.png" in names and len(names) == 8
-    assert all((SAMPLES / n).stat().st_size < 10_000 for n in names)
-    spec = importlib.util.spec_from_file_location("make_samples", SAMPLES / "make_samples.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    rendered = module.render()
+    assert names == sorted(names) and "circle.png" in names and len(names) == 11
+    scenes = read_scenes(SAMPLES)
+    assert sorted(scenes) == ["scene_a.png", "scene_b.png", "scene_c.png"] and set(scenes) <= set(names)
+    assert all((SAMPLES / n).stat().st_size < (40_000 if n in scenes else 10_000) for n in names)
+    rendered = make_samples_module().render()
+    assert rendered.pop(SCENES_JSON) == (SAMPLES / SCENES_JSON).read_bytes()
     assert sorted(rendered) == names
     for name, data in rendered.items():
         committed = np.asarray(Image.open(SAMPLES / name))
@@ -119,3 +119,22 @@ def test_samples_are_offered_only_to_models_with_their_labels():
     assert set(shapes) == {"circle.png", "square.png", "triangle.png", "star.png", "cross.png", "ring.png"}
     assert set(samples_for(every, tuple(str(d) for d in range(10)))) == {"digit_3.png", "digit_7.png"}
     assert samples_for(every, ("cat", "dog")) == {}
+
+
+def test_scenes_are_offered_only_to_detectors_of_their_classes():
+    from serving.demo.samples import read_scenes, samples_for
+
+    every, scenes = list_samples(SAMPLES), read_scenes(SAMPLES)
+    shapes_det = ("circle", "square", "triangle")
+    for name, scene in scenes.items():                  # ground truth: 2-3 objects inside the image
+        w, h = scene["size"]
+        assert 2 <= len(scene["objects"]) <= 3, name
+        for obj in scene["objects"]:
+            x0, y0, x1, y1 = obj["box"]
+            assert obj["label"] in shapes_det and 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h
+    assert list(samples_for(every, shapes_det, "detection", scenes)) == list(scenes)
+    two = samples_for(every, ("circle", "square"), "detection", scenes)
+    assert set(two) == {"scene_a.png", "scene_b.png"}
+    assert samples_for(every, ("cat", "dog"), "detection", scenes) == {}
+    assert not set(samples_for(every, shapes_det, "classification", scenes)) & set(scenes)   # never a scene
+    assert read_scenes(SAMPLES / "nowhere") == {}

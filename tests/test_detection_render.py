@@ -1,5 +1,5 @@
-"""The demo's detection path with hand-made detection results: score filter, class-aware NMS,
-box drawing, and the Streamlit rendering (AppTest) - no detector needed."""
+"""The demo's detection path with hand-made detection results: score filter, class-aware NMS
+(serving.nms), box drawing, and the Streamlit rendering (AppTest) - no detector needed."""
 from __future__ import annotations
 
 import numpy as np
@@ -14,9 +14,9 @@ from serving.demo.detection import (
     detection_rows,
     draw_detections,
     filter_detections,
-    nms,
 )
 from serving.demo.settings import DemoError
+from serving.nms import nms
 
 LABELS = ("cat", "dog", "bird")
 # two heavily overlapping cats (IoU 0.75), a dog on top of them, a weak bird, a far cat
@@ -53,9 +53,9 @@ def test_nms_keeps_both_when_overlap_is_below_threshold():
     boxes = np.array(RESULT["boxes"][:2], np.float32)
     scores = np.array([0.9, 0.6], np.float32)
     assert box_iou(boxes[0], boxes[1:])[0] == pytest.approx(1368 / 1832)   # 36*38 / (1600+1600-1368)
-    assert nms(boxes, scores, 0.8).tolist() == [0, 1]
-    assert nms(boxes, scores, 0.5).tolist() == [0]
-    assert nms(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), 0.5).tolist() == []
+    assert nms(boxes, scores, iou_threshold=0.8).tolist() == [0, 1]
+    assert nms(boxes, scores, iou_threshold=0.5).tolist() == [0]
+    assert nms(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), iou_threshold=0.5).tolist() == []
 
 
 def test_string_labels_are_mapped_to_ids():
@@ -135,3 +135,14 @@ def test_page_renders_detections_and_follows_the_sliders():
     at.slider(key="iou").set_value(0.9).run()
     assert at.markdown[-1].value == "kept 3"                        # IoU 0.75 < 0.9: both cats stay
     assert not at.exception
+
+
+def test_small_images_are_enlarged_for_showing_with_their_boxes():
+    from serving.demo.detection import enlarged
+
+    det = as_detections({"boxes": [[20, 40, 60, 80]], "scores": [0.93], "labels": [1]}, LABELS)
+    big, scaled = enlarged(Image.new("RGB", (128, 96)), det)                # 96 -> 384: factor 4
+    assert big.size == (512, 384) and scaled["boxes"].tolist() == [[80, 160, 240, 320]]
+    assert det["boxes"].tolist() == [[20, 40, 60, 80]]                      # the caller's copy untouched
+    same, kept = enlarged(Image.new("RGB", (800, 600)), det)
+    assert same.size == (800, 600) and kept["boxes"].tolist() == [[20, 40, 60, 80]]

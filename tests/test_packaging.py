@@ -94,6 +94,7 @@ def test_wheel_holds_every_package_and_the_console_scripts(wheel):
     expected = {p.relative_to(REPO).as_posix() for d in ("models", "pipeline", "serving")
                 for p in (REPO / d).rglob("*.py")}
     assert expected <= names, sorted(expected - names)
+    assert "serving/nms.onnx" in names                   # package data: serving.nms's graph
     assert not any(n.startswith(("tests/", "bench/")) for n in names)
     (ep,) = [n for n in names if n.endswith("entry_points.txt")]
     scripts = wheel.read(ep).decode()

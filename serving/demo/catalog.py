@@ -68,10 +68,16 @@ def human_size(n: int) -> str:
 
 
 def parity_line(parity: dict[str, Any] | None) -> str:
-    """'parity: top-1 agree 1.000, max |dp| 2e-07' or 'no parity figures'."""
-    if not parity or "top1_agreement" not in parity:
+    """'top-1 agree 1.000, max |dp| 2e-07', for a detector 'boxes reproduced 0.98, mAP@.5 drop
+    0.000', or 'no parity figures'."""
+    if parity and "reproduced" in parity:
+        text = f"boxes reproduced {parity['reproduced']:.2f}"
+        if parity.get("map50_drop") is not None:
+            text += f", mAP@.5 drop {parity['map50_drop']:.3f}"
+    elif not parity or "top1_agreement" not in parity:
         return "no parity figures"
-    text = f"top-1 agree {parity['top1_agreement']:.3f}"
+    else:
+        text = f"top-1 agree {parity['top1_agreement']:.3f}"
     if parity.get("max_abs_diff") is not None:
         text += f", max |dp| {parity['max_abs_diff']:.2g}"
     if parity.get("passed") is False:

@@ -1,13 +1,14 @@
-"""Detection results for the demo: score filter, non-maximum suppression, drawing.
+"""Detection results for the demo: score filter + stricter NMS on a file's outputs, drawing.
 
 A detection result is a mapping
     boxes  (N, 4) x0, y0, x1, y1 in pixels of the image it is drawn on (x1/y1 exclusive)
     scores (N,)   confidence in 0..1
     labels (N,)   class ids (indices into the contract's labels) or label strings
-Greedy NMS as used by SSD (Liu et al. 2016) and in d2l 14.4.4 ("Predicting Bounding Boxes
-with Non-Maximum Suppression"): keep the best box, drop every other box of the same class
-whose IoU with it exceeds the threshold, repeat. Pure numpy + Pillow, so it runs wherever
-the serving runtime runs.
+The exported detector already ran NMS (d2l 14.4.4; its thresholds are in its metadata);
+`filter_detections` keeps the boxes scoring above the page's score slider and runs
+serving.nms (ONNX Runtime's NonMaxSuppression, class-aware) again at the page's IoU slider,
+which can only remove more boxes than the file did. numpy + Pillow + onnxruntime, so it runs
+wherever the serving runtime runs.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from serving.demo.settings import DemoError
+from serving.nms import nms
 
 # colour per class id (tab10), so the same class has the same colour in every image
 PALETTE = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
@@ -70,29 +72,13 @@ def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float,
-        labels: np.ndarray | None = None) -> np.ndarray:
-    """Indices of the boxes kept, best score first. With labels, boxes of different classes
-    never suppress each other (class-aware NMS)."""
-    order = np.argsort(-scores, kind="stable")
-    keep = []
-    while len(order):
-        best, rest = order[0], order[1:]
-        keep.append(best)
-        overlap = box_iou(boxes[best], boxes[rest]) > iou_threshold
-        if labels is not None:
-            overlap &= labels[rest] == labels[best]
-        order = rest[~overlap]
-    return np.asarray(keep, np.int64)
-
-
 def filter_detections(result: Mapping[str, Any], *, score_threshold: float, iou_threshold: float,
                       label_names: Sequence[str] = ()) -> dict[str, np.ndarray]:
-    """Drop boxes scoring below score_threshold, then class-aware NMS at iou_threshold;
-    returns the kept boxes/scores/labels (class ids), best first."""
+    """Keep boxes scoring > score_threshold, then class-aware NMS at iou_threshold (serving.nms,
+    the exported files' semantics); returns the kept boxes/scores/labels (class ids), best first."""
     det = as_detections(result, label_names)
-    passed = np.flatnonzero(det["scores"] >= score_threshold)
-    kept = passed[nms(det["boxes"][passed], det["scores"][passed], iou_threshold, det["labels"][passed])]
+    kept = nms(det["boxes"], det["scores"], det["labels"], iou_threshold=iou_threshold,
+               score_threshold=score_threshold)
     return {k: v[kept] for k, v in det.items()}
 
 
@@ -124,8 +110,30 @@ def draw_detections(image: Image.Image | np.ndarray, det: Mapping[str, np.ndarra
     return img
 
 
+def enlarged(image: Image.Image, det: Mapping[str, np.ndarray], min_side: int = 384
+             ) -> tuple[Image.Image, dict[str, np.ndarray]]:
+    """For showing a small image: it and its boxes scaled by the whole factor that brings its
+    short side to >= min_side (nearest neighbour: pixels stay crisp, boxes stay exact), so the
+    drawn tags are readable; the image itself when it is large enough."""
+    k = max(1, -(-min_side // max(1, min(image.size))))
+    if k == 1:
+        return image, dict(det)
+    return (image.resize((image.width * k, image.height * k), Image.Resampling.NEAREST),
+            {**det, "boxes": np.asarray(det["boxes"], np.float32) * k})
+
+
 def detection_rows(det: Mapping[str, np.ndarray], label_names: Sequence[str]) -> list[dict[str, Any]]:
     """JSON-ready rows: label, score, box [x0, y0, x1, y1]."""
     return [{"label": label_text(int(c), label_names), "score": round(float(s), 4),
              "box": [round(float(v), 1) for v in b]}
             for b, s, c in zip(det["boxes"], det["scores"], det["labels"])]
+
+
+def found(wanted: Sequence[Mapping[str, Any]], got: Sequence[Mapping[str, Any]], iou: float = 0.5) -> int:
+    """How many of `wanted`'s rows ({label, box}) have a row in `got` of the same label with
+    IoU >= iou: ground-truth objects a detector found, or A's boxes that B also gave."""
+    hits = 0
+    for w in wanted:
+        same = np.asarray([g["box"] for g in got if g["label"] == w["label"]], np.float32).reshape(-1, 4)
+        hits += bool(len(same) and box_iou(np.asarray(w["box"], np.float32), same).max() >= iou)
+    return hits

@@ -5,7 +5,8 @@
     open_upload(name, data, ...)   -> DemoModel of an upload; its temp files are gone afterwards
     open_model(path, manifest)     -> DemoModel: serving.Runner + facts (warmed up once)
     classify(model, name, data)    -> one answer: label, score, top-k, latency
-    detect(model, name, data)      -> one detection result (boxes, scores, labels)
+    detect(model, name, data)      -> one detection result (boxes, scores, labels, latency)
+    file_nms(model)                -> the NMS settings baked into a detector file
     results_document(models, rows) -> the JSON the page offers for download
 Models run through serving.load: the exported file itself, as on an edge device.
 """
@@ -118,7 +119,11 @@ def open_model(path: Path, manifest: Path | str | None = "auto", *, name: str | 
     """serving.load the file (checking it against its manifest) and run one blank image
     through it, so the first latency the page shows is not the interpreter's set-up."""
     runner = serving.load(path, manifest=manifest, threads=1)
-    runner.predict(np.zeros((1, *runner.contract.input_shape), np.uint8))
+    blank = np.zeros((1, *runner.contract.input_shape), np.uint8)
+    if runner.detector is None:
+        runner.predict(blank)
+    else:
+        runner.detect_batch(blank)
     verified = runner.manifest is not None
     entry = find_entry(runner.manifest, path.name) if verified else None
     sha = entry["sha256"] if entry else sha256_file(path)
@@ -166,17 +171,29 @@ def classify(model: DemoModel, name: str, data: bytes, topk: int, tta: str = "no
 
 
 def detect(model: DemoModel, name: str, data: bytes) -> dict[str, Any]:
-    """A detection result {boxes, scores, labels, latency_ms} from the model's runner.
-
-    The runtime decodes detector outputs in Runner.detect(source) (boxes in the pixels of
-    the decoded image); until a serving runtime provides it, this is one clear DemoError."""
-    run = getattr(model.runner, "detect", None)
-    if run is None:
-        raise DemoError(f"{model.name}: a detection model, but this serving runtime has no "
-                        "detection decoder yet (serving.Runner.detect)")
+    """One image through a detector (serving.Runner.detect: the file's own decoding + NMS):
+    {boxes (pixels of the original image), scores, labels, classes, latency_ms, model_ms}."""
     with model.lock:
-        result = run([_named(name, data)])[0].to_dict()
+        result = model.runner.detect([_named(name, data)])[0].to_dict()
+        result["model_ms"] = model.runner.backend.last_invoke_s * 1e3
     return result
+
+
+def file_nms(model: DemoModel) -> dict[str, Any]:
+    """score_threshold, iou_threshold, max_detections of a detector as its file states them
+    (the metadata's "detection" block; the contract's for a file without one)."""
+    block = model.runner.metadata.get("detection") or {}
+    nms = block.get("nms") or model.runner.contract.extra.get("nms") or {}
+    return {k: nms[k] for k in ("score_threshold", "iou_threshold", "max_detections") if k in nms}
+
+
+def nms_line(model: DemoModel) -> str:
+    nms = file_nms(model)
+    if not nms:
+        return "not stated in the file"
+    op = (model.runner.metadata.get("detection") or {}).get("nms_op", "NMS")
+    return (f"score > {nms.get('score_threshold', '?')}, IoU > {nms.get('iou_threshold', '?')} "
+            f"suppresses, at most {nms.get('max_detections', '?')} boxes ({op}, class-aware)")
 
 
 def model_facts(model: DemoModel) -> list[tuple[str, str]]:
@@ -196,13 +213,19 @@ def model_facts(model: DemoModel) -> list[tuple[str, str]]:
                                              else " · no manifest check")),
         ("task", f"{r.contract.task}, {len(r.labels)} labels"),
         ("input", tensor(r.input)),
-        ("output", tensor(r.output)),
+        ("output", tensor(r.output) if r.detector is None else
+         "boxes (1, K, 4) x0, y0, x1, y1 in 0..1, scores, classes, count"),
         ("quantization", f"weights {quant.get('weights', '?')}, activations {quant.get('activations', '?')}"
          + (f", calibrated on {calib.get('samples', '?')} images ({calib.get('source', '?')})"
             if isinstance(calib, dict) else "")),
         ("parity", parity_line(model.parity)),
     ]
+    if model.task == "detection":
+        rows.append(("NMS in the file", nms_line(model)))
     p = model.parity
+    if "map50" in p and "map50_keras" in p:
+        rows.append(("mAP@.5", f"file {p['map50']:.3f} vs Keras {p['map50_keras']:.3f} "
+                               f"on {p.get('samples', '?')} test images"))
     if "accuracy" in p and "accuracy_keras" in p:
         rows.append(("accuracy", f"file {p['accuracy']:.3f} vs Keras {p['accuracy_keras']:.3f} "
                                  f"on {p.get('samples', '?')} test images"))
@@ -218,5 +241,6 @@ def results_document(models: list[DemoModel], rows: list[dict[str, Any]]) -> dic
             "models": [{"name": m.name, "format": m.runner.format, "task": m.task,
                         "sha256": m.sha256, "verified": m.verified, "size_bytes": m.size_bytes,
                         "input": m.runner.input.to_dict(), "output": m.runner.output.to_dict(),
-                        "parity": m.parity} for m in models],
+                        "parity": m.parity,
+                        **({"nms": file_nms(m)} if m.task == "detection" else {})} for m in models],
             "images": rows}

@@ -4,9 +4,12 @@
 
 Layout: the sidebar chooses model A (an artifact found in the runs root, or an uploaded
 .tflite/.onnx with an optional manifest.json) and optionally model B to compare side by side,
-plus top-k or, for detection models, the score/IoU thresholds. The main area shows the models'
-facts, then one box per image with each model's answer (classification: top-k table + bar
-chart; detection: the annotated image) and latency, an A-vs-B summary and JSON downloads.
+plus top-k or, for detection models, the score/IoU sliders (acting on the file's own outputs:
+score filters its boxes, IoU re-runs serving.nms on them, so it can only be stricter than the
+NMS baked into the file). The main area shows the models' facts (a detector's baked-in NMS
+settings among them), then one box per image with each model's answer (classification: top-k
+table + bar chart; detection: the annotated image, its box list and a PNG download) and
+latency, an A-vs-B summary and JSON downloads.
 Every user mistake ends in one st.error line; the rest of the page keeps working.
 """
 from __future__ import annotations
@@ -22,19 +25,20 @@ import streamlit as st
 from PIL import Image
 
 from serving.demo.catalog import Artifact, scan_runs
-from serving.demo.detection import detection_rows, draw_detections, filter_detections
+from serving.demo.detection import detection_rows, draw_detections, enlarged, filter_detections, found
 from serving.demo.inference import (
     DemoModel,
     check_image,
     classify,
     detect,
+    file_nms,
     model_facts,
     open_model,
     open_upload,
     results_document,
     upload_key,
 )
-from serving.demo.samples import list_samples, sample_label, samples_for
+from serving.demo.samples import list_samples, read_scenes, sample_label, samples_for
 from serving.demo.settings import (
     IMAGE_TYPES,
     LOAD_ERRORS,
@@ -160,23 +164,28 @@ def show_facts(models: Sequence[DemoModel]) -> None:
 
 # --- images ---------------------------------------------------------------------------------
 
-def choose_images(samples_dir: Path, models: Sequence[DemoModel] = ()) -> list[tuple[str, bytes]]:
+def choose_images(samples_dir: Path, models: Sequence[DemoModel] = ()
+                  ) -> list[tuple[str, bytes, dict[str, Any] | None]]:
+    """(name, bytes, ground truth of a picked sample scene or None) of every image to run."""
     st.subheader("Images")
     left, right = st.columns(2)
     uploads = left.file_uploader(
         f"Upload images ({', '.join(IMAGE_TYPES)}; up to {MAX_IMAGE_BYTES // 2**20} MB each)",
         type=list(IMAGE_TYPES), accept_multiple_files=True, key="images",
         max_upload_size=MAX_IMAGE_BYTES // 2**20)
-    every = list_samples(samples_dir)
-    labels = [label for m in models for label in m.labels]
-    samples = samples_for(every, labels) if models else every
+    every, scenes = list_samples(samples_dir), read_scenes(samples_dir)
+    labels = list(dict.fromkeys(label for m in models for label in m.labels))
+    samples = {n: p for m in models for n, p in samples_for(every, m.labels, m.task, scenes).items()}
+    samples = {n: samples[n] for n in every if n in samples} if models else every
     if every and not samples:
+        shown = sorted({sample_label(n) for n in every if n not in scenes})
         right.caption(f"No built-in sample shows one of this model's labels ({', '.join(labels[:6])}"
                       f"{', ...' if len(labels) > 6 else ''}); the samples are "
-                      f"{', '.join(sorted({sample_label(n) for n in every}))}. Upload your own images.")
+                      f"{', '.join(shown)}{' and circle/square/triangle scenes' if scenes else ''}. "
+                      "Upload your own images.")
     picked = right.multiselect("…or pick built-in samples", list(samples), key="samples")
-    images = [(f.name, f.getvalue()) for f in uploads or []]
-    images += [(name, samples[name].read_bytes()) for name in picked]
+    images = [(f.name, f.getvalue(), None) for f in uploads or []]
+    images += [(name, samples[name].read_bytes(), scenes.get(name)) for name in picked]
     if len(images) > MAX_IMAGES:
         st.warning(f"{len(images)} images given; the demo runs the first {MAX_IMAGES}.")
         images = images[:MAX_IMAGES]
@@ -196,14 +205,14 @@ def show_classification(slot: str, answer: dict[str, Any]) -> None:
 
 def show_detections(image: Image.Image, result: dict[str, Any], labels: Sequence[str], *,
                     score_threshold: float, iou_threshold: float, key: str) -> list[dict[str, Any]]:
-    """Filter (score, class-aware NMS), draw, show and offer the annotated PNG; returns the
-    kept detections as JSON-ready rows."""
+    """Filter the file's boxes (score, class-aware NMS again), draw, list and offer the
+    annotated PNG; returns the kept detections as JSON-ready rows."""
     det = filter_detections(result, score_threshold=score_threshold, iou_threshold=iou_threshold,
                             label_names=labels)
-    annotated = draw_detections(image, det, labels)
+    annotated = draw_detections(image, det, labels)              # the download: original pixels
     rows = detection_rows(det, labels)
-    st.image(annotated, caption=f"{len(rows)} boxes (score ≥ {score_threshold:.2f}, NMS IoU "
-                                f"{iou_threshold:.2f})")
+    st.image(draw_detections(*enlarged(image, det), labels),
+             caption=f"{len(rows)} boxes (score > {score_threshold:.2f}, NMS IoU {iou_threshold:.2f})")
     if rows:
         st.table({"label": [r["label"] for r in rows], "score": [f"{r['score']:.3f}" for r in rows],
                   "box x0,y0,x1,y1": [", ".join(f"{v:g}" for v in r["box"]) for r in rows]},
@@ -216,13 +225,25 @@ def show_detections(image: Image.Image, result: dict[str, Any], labels: Sequence
 
 
 def answer_one(slot: str, model: DemoModel, name: str, data: bytes, preview: Image.Image,
-               settings: dict[str, Any], key: str) -> dict[str, Any]:
+               settings: dict[str, Any], key: str, truth: dict[str, Any] | None = None) -> dict[str, Any]:
     try:
         if model.task == "detection":
             raw = detect(model, name, data)
-            st.markdown(f"**{slot}: {model.name}** · latency {raw.get('latency_ms', 0):.2f} ms")
-            rows = show_detections(preview, raw, model.labels, key=key, **settings["detection"])
-            return {"model": model.name, "detections": rows, "latency_ms": raw.get("latency_ms")}
+            shown = preview.convert("RGB")
+            if shown.size != (raw["width"], raw["height"]):   # boxes are in the decoded image's pixels
+                raise DemoError(f"{name}: decoded as {raw['width']}x{raw['height']}, previewed as "
+                                f"{shown.width}x{shown.height}")
+            st.markdown(f"**{slot}: {model.name}** · latency {raw['latency_ms']:.2f} ms "
+                        f"(model {raw['model_ms']:.2f} ms)")
+            rows = show_detections(shown, raw, model.labels, key=key, **settings["detection"])
+            answer = {"model": model.name, "detections": rows, "latency_ms": round(raw["latency_ms"], 3),
+                      "model_ms": round(raw["model_ms"], 3)}
+            if truth is not None:
+                objects = truth.get("objects", [])
+                answer["found"] = found(objects, rows)
+                st.caption(f"found {answer['found']}/{len(objects)} ground-truth objects "
+                           "(same label, IoU ≥ 0.5)")
+            return answer
         answer = classify(model, name, data, settings["topk"], settings.get("tta", "none"))
         show_classification(slot, answer)
         return answer
@@ -231,10 +252,10 @@ def answer_one(slot: str, model: DemoModel, name: str, data: bytes, preview: Ima
         return {"model": model.name, "error": one_line(e)}
 
 
-def run_images(models: Sequence[DemoModel], images: list[tuple[str, bytes]],
+def run_images(models: Sequence[DemoModel], images: list[tuple[str, bytes, dict[str, Any] | None]],
                settings: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
-    for n, (name, data) in enumerate(images):
+    for n, (name, data, truth) in enumerate(images):
         with st.container(border=True):
             try:
                 preview = check_image(name, data)
@@ -245,18 +266,26 @@ def run_images(models: Sequence[DemoModel], images: list[tuple[str, bytes]],
             cols = st.columns([1] + [2] * len(models))
             cols[0].image(preview.convert("RGB"), caption=f"{name} · {preview.width}×{preview.height}",
                           width="stretch")   # the column's width: tiny inputs enlarged, big ones shrunk
+            if truth is not None:
+                cols[0].caption("ground truth: " + ", ".join(o["label"] for o in truth.get("objects", [])))
             answers = []
             for slot, model, col in zip(SLOTS, models, cols[1:]):
                 with col:
                     answers.append(answer_one(slot, model, name, data, preview, settings,
-                                              key=f"{n}-{slot}"))
+                                              key=f"{n}-{slot}", truth=truth))
             rows.append({"image": name, "answers": answers})
     return rows
 
 
 def show_comparison(models: Sequence[DemoModel], rows: list[dict[str, Any]]) -> None:
-    pairs = [r for r in rows if "answers" in r and all("label" in a for a in r["answers"])]
-    if len(models) < 2 or not pairs:
+    answered = [r for r in rows if "answers" in r and len(r["answers"]) == 2]
+    if len(models) < 2 or not answered:
+        return
+    if all("detections" in a for r in answered for a in r["answers"]):
+        show_detection_comparison(answered)
+        return
+    pairs = [r for r in answered if all("label" in a for a in r["answers"])]
+    if not pairs:
         return
     st.subheader(f"A vs B on {len(pairs)} images")
     same = [r["answers"][0]["label"] == r["answers"][1]["label"] for r in pairs]
@@ -269,6 +298,23 @@ def show_comparison(models: Sequence[DemoModel], rows: list[dict[str, Any]]) -> 
     mean = [sum(r["answers"][k]["latency_ms"] for r in pairs) / len(pairs) for k in (0, 1)]
     st.markdown(f"Top-1 agreement **{sum(same)}/{len(pairs)}** · mean latency A {mean[0]:.2f} ms, "
                 f"B {mean[1]:.2f} ms")
+
+
+def show_detection_comparison(pairs: list[dict[str, Any]]) -> None:
+    """Two detectors on the same images: box counts, latencies and how many of A's boxes B
+    also gave (same label, IoU >= 0.5), at the page's thresholds."""
+    st.subheader(f"A vs B on {len(pairs)} images")
+    a, b = ([r["answers"][k]["detections"] for r in pairs] for k in (0, 1))
+    shared = [found(x, y) for x, y in zip(a, b)]
+    st.table({"image": [r["image"] for r in pairs],
+              "A boxes": [", ".join(d["label"] for d in x) or "-" for x in a],
+              "A ms": [f"{r['answers'][0]['latency_ms']:.2f}" for r in pairs],
+              "B boxes": [", ".join(d["label"] for d in y) or "-" for y in b],
+              "B ms": [f"{r['answers'][1]['latency_ms']:.2f}" for r in pairs],
+              "A's boxes B also gives": [f"{s}/{len(x)}" for s, x in zip(shared, a)]}, hide_index=True)
+    mean = [sum(r["answers"][k]["latency_ms"] for r in pairs) / len(pairs) for k in (0, 1)]
+    st.markdown(f"Box agreement **{sum(shared)}/{sum(map(len, a))}** of A's boxes (B has "
+                f"{sum(map(len, b))}) · mean latency A {mean[0]:.2f} ms, B {mean[1]:.2f} ms")
 
 
 def sidebar_settings(models: Sequence[DemoModel]) -> dict[str, Any]:
@@ -284,13 +330,25 @@ def sidebar_settings(models: Sequence[DemoModel]) -> dict[str, Any]:
         tta = sb.radio("Views", ["flip", "flip_crop"], key="tta", horizontal=True,
                        format_func=lambda m: {"flip": "flip (2)", "flip_crop": "flip + 5 crops (10)"}[m])
     detection = None
-    if any(m.task == "detection" for m in models):
-        extra = next(m.runner.contract.extra for m in models if m.task == "detection")
+    detectors = [m for m in models if m.task == "detection"]
+    if detectors:
+        baked = [file_nms(m) for m in detectors]
+        score = max(float(n.get("score_threshold", 0.0)) for n in baked)
+        iou = min(float(n.get("iou_threshold", 1.0)) for n in baked)
+        own = "; ".join(f"{slot}: score > {n.get('score_threshold', '?')}, IoU {n.get('iou_threshold', '?')}"
+                        for slot, n in zip(SLOTS, baked))
+        sb.caption(f"NMS inside the file ({own}): the sliders act on the boxes it returns.")
         detection = {
-            "score_threshold": sb.slider("Score threshold", 0.0, 1.0,
-                                         float(extra.get("score_threshold", 0.25)), 0.01, key="score"),
-            "iou_threshold": sb.slider("NMS IoU threshold", 0.05, 1.0,
-                                       float(extra.get("iou_threshold", 0.45)), 0.01, key="iou")}
+            "score_threshold": sb.slider(
+                "Score threshold", 0.0, 1.0, score, 0.01, key="score",
+                help="keeps the file's boxes scoring above this. The file already dropped every box at "
+                     f"or below its own threshold ({own}), so lower values bring nothing back."),
+            "iou_threshold": sb.slider(
+                "NMS IoU threshold", 0.05, 1.0, iou, 0.01, key="iou",
+                help="runs NMS again (serving.nms: ONNX Runtime's NonMaxSuppression, class-aware) on "
+                     "the file's boxes: a box overlapping a better one of its class by IoU above this "
+                     f"is dropped. The file already ran NMS at its own IoU ({own}), so this can only be "
+                     "stricter: values above it change nothing.")}
     return {"topk": topk, "tta": tta, "detection": detection}
 
 

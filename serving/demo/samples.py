@@ -1,11 +1,19 @@
 """The built-in sample images: the tiny PNGs in <repo>/samples/ (made by
-samples/make_samples.py from the `shapes` and `digits` data sources)."""
+samples/make_samples.py from the `shapes`, `digits` and `shapes_det` data sources).
+
+Classifiers are offered the one-object samples whose file name is one of their labels
+('circle.png', 'digit_3.png'); detectors the scenes listed in samples/scenes.json (with their
+ground-truth boxes) whose objects are all of the detector's classes."""
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from serving.images import is_image_file
+
+SCENES_JSON = "scenes.json"
 
 
 def sample_label(name: str) -> str:
@@ -13,10 +21,30 @@ def sample_label(name: str) -> str:
     return Path(name).stem.removeprefix("digit_")
 
 
-def samples_for(samples: dict[str, Path], labels: Sequence[str]) -> dict[str, Path]:
-    """The samples whose class is one of `labels` (a model's own data set), in order."""
-    known = set(labels)
-    return {n: p for n, p in samples.items() if sample_label(n) in known}
+def read_scenes(folder: str | Path) -> dict[str, dict[str, Any]]:
+    """scenes.json of a samples folder: scene file -> {"size": [w, h], "objects": [{"label",
+    "box": [x0, y0, x1, y1] pixels}]}; {} when there is none or it cannot be read."""
+    path = Path(folder) / SCENES_JSON
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def scene_labels(scene: dict[str, Any]) -> set[str]:
+    return {str(o.get("label")) for o in scene.get("objects", []) if isinstance(o, dict)}
+
+
+def samples_for(samples: dict[str, Path], labels: Sequence[str], task: str = "classification",
+                scenes: dict[str, dict[str, Any]] | None = None) -> dict[str, Path]:
+    """The samples a model of `task` with these labels can answer, in order: for a detector the
+    scenes whose objects are all among its labels, for a classifier the one-object samples
+    showing one of its labels (never a scene)."""
+    known, scenes = set(labels), scenes or {}
+    if task == "detection":
+        return {n: p for n, p in samples.items() if n in scenes and scene_labels(scenes[n]) <= known}
+    return {n: p for n, p in samples.items() if n not in scenes and sample_label(n) in known}
 
 
 def list_samples(folder: str | Path) -> dict[str, Path]:
