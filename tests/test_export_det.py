@@ -293,3 +293,39 @@ def test_judge_names_each_broken_threshold():
     # dynamic range is lossy (int8 weights): the int8 bar; fp16 keeps the float one
     assert judge(FORMATS["tflite_dynamic"], nums, GateConfig(det_max_drop_int8=0.06)) == []
     assert len(judge(FORMATS["tflite_fp16"], nums, GateConfig(det_max_drop_int8=0.06))) == 1
+
+
+def test_pre_nms_topk_keeps_only_the_best_anchors(det_run, tmp_path):
+    """nms.pre_nms_topk = T (a contract setting, file-only): TOPK_V2 inside the file, and its
+    detections are decode_nms's on the raw outputs with every anchor outside the top T silenced."""
+    from dataclasses import replace
+
+    import serving
+    from models import get_contract, load_model, set_contract
+    from pipeline.export.detection import op_names
+    from pipeline.export.worker import convert_one
+    from serving.detection import anchors, decode_nms
+
+    det = load_model(det_run / "model.keras")
+    c = get_contract(det)
+    topk = 15
+    nms = {**c.extra["nms"], "pre_nms_topk": topk}
+    set_contract(det, replace(c, extra={**c.extra, "nms": nms}))
+    (tmp_path / "scratch").mkdir()
+    job = {"scratch": str(tmp_path / "scratch"), "staging": str(tmp_path),
+           "source": {"model": "model.keras", "sha256": None, "config": None}, "calibration_info": None}
+    spec = FORMATS["tflite_fp32"]
+    path = convert_one(det, {"format": spec.name, "file": spec.filename({}), "options": {}}, job, None)
+    assert "TOPK_V2" in op_names(path.read_bytes())
+    img = _scene(SIZE, SIZE, 3)
+    raw = np.asarray(det.predict_on_batch(img[None].astype(np.float32)))[0]   # (A, 4 + C + 1)
+    logits = raw[:, 4:] - raw[:, 4:].max(1, keepdims=True)
+    score = (np.exp(logits) / np.exp(logits).sum(1, keepdims=True))[:, 1:].max(1)
+    assert (score >= nms["score_threshold"]).sum() > topk   # the top-k really cuts candidates here
+    masked = raw.copy()
+    masked[np.argsort(-score)[topk:], 5:] = -1e4            # background wins outside the top T
+    boxes, scores, classes, n = decode_nms(masked, anchors(c), nms, tuple(c.extra["encoding"]["variances"]))
+    (got,) = serving.load(path, manifest=None).detect_batch(img[None])
+    np.testing.assert_allclose(got[0], boxes[:n], atol=1e-5)
+    np.testing.assert_allclose(got[1], scores[:n], atol=1e-5)
+    np.testing.assert_array_equal(got[2], classes[:n])
