@@ -329,3 +329,17 @@ def test_pre_nms_topk_keeps_only_the_best_anchors(det_run, tmp_path):
     np.testing.assert_allclose(got[0], boxes[:n], atol=1e-5)
     np.testing.assert_allclose(got[1], scores[:n], atol=1e-5)
     np.testing.assert_array_equal(got[2], classes[:n])
+
+
+def test_raw_detector_hook_converts_without_nms(det_run, tmp_path):
+    """convert(..., with_nms=False), bench/detection_latency.py's hook: the same recipe on the raw
+    detector, one (1, A, 4 + C + 1) float output and no NMS op."""
+    from models import anchors_of, get_contract, load_model
+    from pipeline.export.detection import op_names
+    from pipeline.export.tflite import convert, describe_outputs
+
+    det = load_model(det_run / "model.keras")
+    data = convert(det, FORMATS["tflite_fp32"], {}, calibration=None, workdir=tmp_path, with_nms=False)
+    assert "NON_MAX_SUPPRESSION_V5" not in op_names(data)
+    (out,) = describe_outputs(data)
+    assert out["shape"] == [1, len(anchors_of(get_contract(det))), 4 + 3 + 1] and out["dtype"] == "float32"
