@@ -8,6 +8,11 @@ Writes report.json (all numbers), report.md (the table) and pareto.png (size vs 
 colour = accuracy; the size/latency Pareto front is drawn, so the variants worth shipping
 stand out).
 
+Detectors (task detection) get the same page with the task's own columns: latency is end to
+end including the decoding + NMS inside the file (Runner.detect_batch), and the quality
+columns are the detection gate's mAP@.5 and mAP@[.5:.95] (and Keras'), colour = mAP@[.5:.95];
+recommend() picks the fastest file whose mAPs are within its gate's drop of Keras'.
+
 Variants: runs beside this one that `python -m pipeline compress` made from it (their
 metrics.json names this run's model.keras by sha256) and that have been exported are listed in
 the same table and plot - PTQ files of the source, pruned, QAT and PQAT - each row with its
@@ -103,8 +108,19 @@ def find_variants(run_dir: Path) -> list[tuple[str, Path, Path]]:
     return found
 
 
+DETECTION_KEYS = ("map50", "map", "map50_keras", "map_keras", "max_map_drop", "reproduced")
+
+
 def _row(art: dict[str, Any], bench: dict[str, Any]) -> dict[str, Any]:
     parity = art.get("parity") or {}
+    if bench.get("task") == "detection":   # the detection gate's figures instead of accuracy
+        return {"file": art["file"], "format": art["format"], "task": "detection",
+                "size_kb": art["size_bytes"] / 1024,
+                "gzip_kb": art["size_gzip_bytes"] / 1024 if art.get("size_gzip_bytes") else None,
+                "p50_ms": bench["latency_ms"]["p50"], "p90_ms": bench["latency_ms"]["p90"],
+                "invoke_ms": bench["invoke_ms"]["p50"], "overhead_pct": bench["overhead_pct"],
+                "input_dtype": bench["input_dtype"], **{k: parity.get(k) for k in DETECTION_KEYS},
+                "gate_passed": parity.get("passed")}
     return {"file": art["file"], "format": art["format"], "size_kb": art["size_bytes"] / 1024,
             "gzip_kb": art["size_gzip_bytes"] / 1024 if art.get("size_gzip_bytes") else None,
             "sparsity": art.get("sparsity"),
@@ -127,20 +143,32 @@ def pareto_front(rows: list[dict[str, Any]]) -> list[str]:
 ACCURACY_SLACK = 0.01   # a recommended file may be at most 1 point less accurate than Keras
 
 
+def _close_to_keras(r: dict[str, Any], keras_accuracy: float | None) -> bool:
+    """Classifier: accuracy within ACCURACY_SLACK of Keras'. Detector: both mAPs within the
+    file's own gate drop (max_map_drop) of Keras' mAPs on the same test split."""
+    if r.get("task") == "detection":
+        slack = r.get("max_map_drop") or 0.0
+        return all(r.get(k) is None or r.get(f"{k}_keras") is None
+                   or r[k] >= r[f"{k}_keras"] - slack - 1e-12 for k in ("map50", "map"))
+    return (keras_accuracy is None or r.get("accuracy") is None
+            or r["accuracy"] >= keras_accuracy - ACCURACY_SLACK)
+
+
 def recommend(rows: list[dict[str, Any]], keras_accuracy: float | None) -> dict[str, Any] | None:
     """The file to ship on the machine the report ran on: the lowest p50 latency among the files
-    that passed the parity gate and lose at most ACCURACY_SLACK of accuracy against Keras (ties:
-    the smaller file). Chosen from this run's own measurements, so on an AVX2-only CPU (int8
-    slower than fp32) and a VNNI one the answer can differ for the same export."""
-    ok = [r for r in rows if r.get("gate_passed") is not False
-          and (keras_accuracy is None or r.get("accuracy") is None
-               or r["accuracy"] >= keras_accuracy - ACCURACY_SLACK)]
+    that passed the parity gate and lose at most ACCURACY_SLACK of accuracy against Keras
+    (detectors: stay within their gate's mAP drop of Keras; ties: the smaller file). Chosen from
+    this run's own measurements, so on an AVX2-only CPU (int8 slower than fp32) and a VNNI one
+    the answer can differ for the same export."""
+    ok = [r for r in rows if r.get("gate_passed") is not False and _close_to_keras(r, keras_accuracy)]
     if not ok:
         return None
     best = min(ok, key=lambda r: (r["p50_ms"], r["size_kb"]))
     fastest = min(rows, key=lambda r: r["p50_ms"])
-    why = (f"fastest file that passed the gate within {100 * ACCURACY_SLACK:.0f} point of Keras' "
-           f"accuracy: p50 {best['p50_ms']:.3f} ms, {best['size_kb']:.1f} KB")
+    within = (f"within {100 * (best.get('max_map_drop') or 0):.0f} point(s) of Keras' mAP"
+              if best.get("task") == "detection" else
+              f"within {100 * ACCURACY_SLACK:.0f} point of Keras' accuracy")
+    why = f"fastest file that passed the gate {within}: p50 {best['p50_ms']:.3f} ms, {best['size_kb']:.1f} KB"
     if fastest is not best:
         why += f" ({fastest['file']} is faster but less accurate or failed the gate)"
     return {"file": best["file"], "format": best["format"], "why": why}
@@ -153,10 +181,12 @@ def plot(rows: list[dict[str, Any]], front: list[str], path: Path, title: str) -
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    acc = [100 * (r["accuracy"] or 0.0) for r in rows]
+    detection = bool(rows) and rows[0].get("task") == "detection"
+    metric, what = ("map", "test mAP@[.5:.95] (%)") if detection else ("accuracy", "test accuracy (%)")
+    acc = [100 * (r.get(metric) or 0.0) for r in rows]
     pts = ax.scatter([r["size_kb"] for r in rows], [r["p50_ms"] for r in rows], c=acc,
                      cmap="viridis", s=70, edgecolors="black", zorder=3)
-    fig.colorbar(pts, ax=ax, label="test accuracy (%) through serving")
+    fig.colorbar(pts, ax=ax, label=f"{what} through serving")
     order = sorted(range(len(rows)), key=lambda i: (rows[i]["size_kb"], rows[i]["p50_ms"]))
     for k, i in enumerate(order):   # neighbours alternate above/below so labels do not collide
         r = rows[i]
@@ -187,28 +217,62 @@ def _fmt(v: Any, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
 
+def _gate(r: dict[str, Any]) -> str:
+    return "-" if r["gate_passed"] is None else ("pass" if r["gate_passed"] else "FAIL")
+
+
+def _pt(v: Any, spec: str) -> str:
+    return "-" if v is None else f"{100 * v:{spec}} pt"
+
+
+# (header, right-aligned, cell) per column of the markdown table, one tuple per task
+_FIRST = (("variant", False, lambda r: r.get("variant", "source")), ("file", False, lambda r: r["file"]),
+          ("format", False, lambda r: r["format"]), ("size KB", True, lambda r: f"{r['size_kb']:.1f}"))
+_LAST = (("gate", False, _gate), ("ISA", False, lambda r: r.get("isa", "-")))
+COLUMNS = {
+    "classification": _FIRST + (
+        ("gzip KB", True, lambda r: _fmt(r.get("gzip_kb"), ".1f")),
+        ("p50 ms", True, lambda r: f"{r['p50_ms']:.3f}"),
+        ("invoke ms", True, lambda r: f"{r['invoke_ms']:.3f}"),
+        ("overhead", True, lambda r: f"{r['overhead_pct']:.1f}%"),
+        ("accuracy", True, lambda r: _fmt(r["accuracy"], ".4f")),
+        ("change", True, lambda r: _pt(r.get("accuracy_change_vs_source"), "+.1f")),
+        ("agreement", True, lambda r: _fmt(r["top1_agreement"], ".4f")),
+        ("max abs dp", True, lambda r: _fmt(r["max_abs_diff"], ".2g"))) + _LAST,
+    "detection": _FIRST + (
+        ("p50 ms", True, lambda r: f"{r['p50_ms']:.3f}"), ("p90 ms", True, lambda r: f"{r['p90_ms']:.3f}"),
+        ("invoke ms", True, lambda r: f"{r['invoke_ms']:.3f}"),
+        ("mAP@.5", True, lambda r: _fmt(r.get("map50"), ".4f")),
+        ("mAP@[.5:.95]", True, lambda r: _fmt(r.get("map"), ".4f")),
+        ("Keras mAP@.5", True, lambda r: _fmt(r.get("map50_keras"), ".4f")),
+        ("Keras mAP@[.5:.95]", True, lambda r: _fmt(r.get("map_keras"), ".4f")),
+        ("max drop", True, lambda r: _pt(r.get("max_map_drop"), ".0f"))) + _LAST,
+}
+_WHAT = {   # what the numbers are, per task
+    "classification": "Latency through `serving` (decode excluded, {threads} thread(s), batch 1, {runs} "
+                      "runs after {warmup} warm-up); accuracy and agreement are the parity gate's, on the "
+                      "held-out test split (agreement: with the model the file was made from; change: "
+                      "accuracy minus the uncompressed source's).",
+    "detection": "Latency through `serving`, end to end including the decoding + NMS inside each file "
+                 "(image decode excluded; the .keras row decodes + NMS in numpy), {threads} thread(s), "
+                 "batch 1, {runs} runs after {warmup} warm-up; mAP@.5 and mAP@[.5:.95] are the detection "
+                 "gate's (pycocotools, held-out test split, through serving), beside the Keras "
+                 "detector's on the same images.",
+}
+
+
 def markdown(report: dict[str, Any]) -> str:
     b = report["benchmark"]
+    task = report.get("task", "classification")
+    columns = COLUMNS[task]
     lines = [f"# Export report: {report['run']}", "",
              f"Source `{report['source']['model']}` (sha256 `{report['source']['sha256'][:12]}`), "
-             f"export folder `{report['export_dir']}`. Latency through `serving` (decode excluded, "
-             f"{b['threads']} thread(s), batch 1, {b['runs']} runs after {b['warmup']} warm-up); "
-             "accuracy and agreement are the parity gate's, on the held-out test split "
-             "(agreement: with the model the file was made from; change: accuracy minus the "
-             f"uncompressed source's). CPU ISA: {b.get('isa', '-')}.", "",
-             "| variant | file | format | size KB | gzip KB | p50 ms | invoke ms | overhead | accuracy "
-             "| change | agreement | max abs dp | gate | ISA |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+             f"export folder `{report['export_dir']}`. " + _WHAT[task].format(**b)
+             + f" CPU ISA: {b.get('isa', '-')}.", "",
+             "| " + " | ".join(head for head, _, _ in columns) + " |",
+             "|" + "|".join("---:" if right else "---" for _, right, _ in columns) + "|"]
     for r in report["rows"] + ([report["keras"]] if report.get("keras") else []):
-        change = r.get("accuracy_change_vs_source")
-        lines.append(
-            f"| {r.get('variant', 'source')} | {r['file']} | {r['format']} | {r['size_kb']:.1f} | "
-            f"{_fmt(r.get('gzip_kb'), '.1f')} | {r['p50_ms']:.3f} | "
-            f"{r['invoke_ms']:.3f} | {r['overhead_pct']:.1f}% | {_fmt(r['accuracy'], '.4f')} | "
-            f"{'-' if change is None else f'{100 * change:+.1f} pt'} | "
-            f"{_fmt(r['top1_agreement'], '.4f')} | {_fmt(r['max_abs_diff'], '.2g')} | "
-            f"{'-' if r['gate_passed'] is None else ('pass' if r['gate_passed'] else 'FAIL')} | "
-            f"{r.get('isa', '-')} |")
+        lines.append("| " + " | ".join(cell(r) for _, _, cell in columns) + " |")
     lines += ["", f"Pareto front (no other file is both smaller and faster): "
               f"{', '.join(report['pareto_front'])}."]
     rec = report.get("recommended")
@@ -245,7 +309,8 @@ def report(cfg: ReportConfig) -> dict[str, Any]:
             rows.append(row)
             machine = bench["machine"]
     keras_row = None
-    keras_acc = next((r["accuracy_keras"] for r in rows if r["accuracy_keras"] is not None), None)
+    task = "detection" if any(r.get("task") == "detection" for r in rows) else "classification"
+    keras_acc = next((r["accuracy_keras"] for r in rows if r.get("accuracy_keras") is not None), None)
     source_model = run_dir / manifest["source"].get("model", "model.keras")
     if cfg.keras and source_model.is_file():
         bench = benchmark(source_model, runs=max(1, cfg.runs // 5), warmup=min(cfg.warmup, 2),
@@ -253,9 +318,11 @@ def report(cfg: ReportConfig) -> dict[str, Any]:
         keras_row = {"variant": sources[0][0], **_row({"file": source_model.name, "format": "keras",
                              "size_bytes": source_model.stat().st_size}, bench),
                      "accuracy": keras_acc, "isa": isa}
+        if task == "detection":   # Keras' own mAPs, as the gate measured them beside the files
+            keras_row.update({k: rows[0].get(f"{k}_keras") for k in ("map50", "map")})
     metrics = run_dir / "metrics.json"
     front = pareto_front(rows)
-    result = {"run": str(run_dir), "export_dir": str(export_dir), "source": manifest["source"],
+    result = {"run": str(run_dir), "task": task, "export_dir": str(export_dir), "source": manifest["source"],
               "benchmark": {"threads": cfg.threads, "runs": cfg.runs, "warmup": cfg.warmup,
                             "batch": 1, "machine": machine, "isa": isa},
               "variants": [{"variant": label, "run": str(d)} for label, d, _, _ in sources],

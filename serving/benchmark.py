@@ -1,7 +1,9 @@
 """Latency/throughput benchmark of one model file through the serving runtime.
 
 Each timed run is one `Runner.predict` on a fixed batch of random pixels (end to end:
-quantize, invoke, dequantize, softmax); the same loop records the time spent inside the
+quantize, invoke, dequantize, softmax), or for a detector one `Runner.detect_batch` (end to end:
+preprocess, invoke with the file's own decoding + NMS, reading the four outputs; a .keras
+detector's decoding + NMS run in numpy); the same loop records the time spent inside the
 library's own invoke call (`Backend.last_invoke_s`), so the serving overhead - end-to-end
 minus raw invoke - is reported in ms and as a percent of end-to-end. Also: load time, file
 size and the process's peak RSS (resource.getrusage; it includes whatever the process had
@@ -53,18 +55,20 @@ def run(path: str | os.PathLike, *, threads: int | None = None, runs: int = 100,
     load_ms = (time.perf_counter() - t0) * 1e3
     images = np.random.default_rng(seed).integers(0, 256, (batch, *runner.contract.input_shape),
                                                   dtype=np.uint8)   # (batch, H, W, C)
+    step = runner.predict if runner.detector is None else runner.detect_batch
     for _ in range(warmup):
-        runner.predict(images)
+        step(images)
     e2e, invoke = [], []
     for _ in tqdm(range(runs), desc=f"benchmark {path.name}", disable=not progress, leave=False):
         t = time.perf_counter()
-        runner.predict(images)
+        step(images)
         e2e.append(time.perf_counter() - t)
         invoke.append(runner.backend.last_invoke_s)
     latency, raw = _stats(e2e), _stats(invoke)
     overhead_ms = latency["mean"] - raw["mean"]
     return {
         "model": str(path), "format": runner.format, "backend": runner.backend.name,
+        "task": runner.contract.task,
         "input_dtype": runner.input.dtype, "file_size_bytes": path.stat().st_size,
         "threads": runner.backend.threads, "batch": batch, "runs": runs, "warmup": warmup,
         "load_ms": load_ms, "latency_ms": latency, "invoke_ms": raw,

@@ -46,6 +46,31 @@ def digits_export(digits_run):
     return export(load_config(ExportConfig, [f"model={digits_run}", "io=uint8", "verbose=false"]))
 
 
+DET_SIZE, DET_K = 64, 20   # the tiny detector's input size and max_detections
+
+
+@pytest.fixture(scope="session")
+def det_run(tmp_path_factory):
+    """A tiny detection run dir: an SSD (mobilenetv2 w0.25, ssdlite head, 64 px, random weights,
+    3 classes, K = DET_K) saved as model.keras, and a config.yaml whose data is a small shapes_det
+    (24 images: 12 in the test split), so `pipeline export` can run its detection gate."""
+    import keras
+    import yaml
+
+    from models import create_detector, save_model
+
+    keras.utils.set_random_seed(0)
+    det = create_detector("ssd", backbone="mobilenetv2", num_classes=3, input_shape=(DET_SIZE, DET_SIZE, 3),
+                          width=0.25, head_channels=16, head="ssdlite", score_threshold=0.2,
+                          max_detections=DET_K, labels=["circle", "square", "triangle"])
+    run = tmp_path_factory.mktemp("det_run")
+    save_model(det, run / "model.keras")
+    (run / "config.yaml").write_text(yaml.safe_dump({"data": {
+        "source": "shapes_det", "val_split": 0.1, "test_split": 0.5,
+        "shapes_det": {"images": 24, "size": DET_SIZE}}}))
+    return run
+
+
 @pytest.fixture(scope="session")
 def demo_runs_root(tmp_path_factory):
     """A runs root holding one tiny exported run (tests/demo_runs.py), built once per session."""

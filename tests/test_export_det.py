@@ -1,36 +1,33 @@
 """Detector export (issue 12): decoding + NMS inside every file, builtin ops only, the four fixed
 outputs, metadata; the export table's task column. One tiny SSD (64 px, random weights) is
-converted once per session to tflite_fp32, tflite_int8 and onnx."""
+converted once per session to every detection format (tflite_fp32/fp16/dynamic/int8, onnx)."""
 import numpy as np
 import pytest
 
 from models.options import OptionError
 from pipeline.export.formats import FORMATS, check_request
+from tests.conftest import DET_K as K
+from tests.conftest import DET_SIZE as SIZE
 
-SIZE = 64
-K = 20
+DET_FORMATS = ("tflite_fp32", "tflite_fp16", "tflite_dynamic", "tflite_int8", "onnx")
+TFLITE_FORMATS = [f for f in DET_FORMATS if f.startswith("tflite")]
 
 
 @pytest.fixture(scope="session")
-def det_files(tmp_path_factory):
-    import keras
-
-    from models import create_detector, save_model
+def det_files(det_run, tmp_path_factory):
+    from models import load_model
     from pipeline.export.worker import convert_one
 
-    keras.utils.set_random_seed(0)
-    det = create_detector("ssd", backbone="mobilenetv2", num_classes=3, input_shape=(SIZE, SIZE, 3),
-                          width=0.25, head_channels=16, head="ssdlite", score_threshold=0.2,
-                          max_detections=K, labels=["circle", "square", "triangle"])
+    det = load_model(det_run / "model.keras")
+    keras_path = det_run / "model.keras"
     root = tmp_path_factory.mktemp("det_export")
     (root / "scratch").mkdir()
-    keras_path = save_model(det, root / "model.keras")
     job = {"scratch": str(root / "scratch"), "staging": str(root),
            "source": {"model": "model.keras", "sha256": None, "config": None},
            "calibration_info": {"source": "random", "samples": 8}}
     calib = np.random.default_rng(0).integers(0, 256, (8, SIZE, SIZE, 3), dtype=np.uint8)
     files = {"keras": keras_path}
-    for name in ("tflite_fp32", "tflite_int8", "onnx"):
+    for name in DET_FORMATS:
         spec = FORMATS[name]
         item = {"format": name, "file": spec.filename({}), "options": spec.resolved_options({})}
         files[name] = convert_one(det, item, job, calib)
@@ -38,16 +35,15 @@ def det_files(tmp_path_factory):
 
 
 def test_table_has_a_task_column():
-    assert [s.name for s in check_request(["tflite_fp32", "tflite_int8", "onnx"], {},
-                                          task="detection")]
+    assert [s.name for s in check_request([], {}, task="detection")] == list(DET_FORMATS)
     with pytest.raises(OptionError, match="cannot export a detection model"):
-        check_request(["tflite_fp16"], {}, task="detection")
+        check_request(["onnx_int8"], {}, task="detection")
     with pytest.raises(OptionError, match="only io=float"):
         check_request(["tflite_int8"], {"io": "uint8"}, task="detection")
     check_request(["tflite_fp16"], {})   # classification unchanged
 
 
-@pytest.mark.parametrize("fmt", ["tflite_fp32", "tflite_int8"])
+@pytest.mark.parametrize("fmt", TFLITE_FORMATS)
 def test_tflite_has_builtin_nms_and_no_flex(det_files, fmt):
     from pipeline.export.detection import op_names
 
@@ -64,7 +60,7 @@ def test_onnx_has_non_max_suppression(det_files):
     assert any(n.op_type == "NonMaxSuppression" for n in proto.graph.node)
 
 
-@pytest.mark.parametrize("fmt", ["tflite_fp32", "tflite_int8", "onnx"])
+@pytest.mark.parametrize("fmt", DET_FORMATS)
 def test_metadata_describes_the_detector(det_files, fmt):
     from serving.metadata import read_metadata
 
@@ -77,6 +73,18 @@ def test_metadata_describes_the_detector(det_files, fmt):
     assert block["box_format"] == "rel_xyxy" and block["nms"]["max_detections"] == K
     assert block["nms"]["score_threshold"] == 0.2 and "anchor_spec" in block
     assert meta["quantization"]["activations"] == FORMATS[fmt].activations
+    assert meta["quantization"]["weights"] == FORMATS[fmt].weights
+
+
+def test_fp16_and_dynamic_files_hold_their_promised_weights(det_files):
+    """fp16: float16 weights (dequantized at load), about half the fp32 file; dynamic: int8 weights,
+    float activations (no int8 activations: its convolutions take float inputs)."""
+    from pipeline.export.tflite import tensor_types
+
+    fp32, fp16, dyn = (det_files[f].read_bytes() for f in ("tflite_fp32", "tflite_fp16", "tflite_dynamic"))
+    assert tensor_types(fp16).get("float16", 0) > 10 and "float16" not in tensor_types(fp32)
+    assert 0.4 <= len(fp16) / len(fp32) <= 0.65, (len(fp16), len(fp32))
+    assert tensor_types(dyn).get("int8", 0) > 10 and len(dyn) / len(fp32) <= 0.45, (len(dyn), len(fp32))
 
 
 # ------------------------------------------------------------------ serving (Runner.detect)
@@ -122,6 +130,8 @@ def scenes(tmp_path_factory):
 # random weights give near-tied class scores, which int8 flips: its boxes are compared by place
 @pytest.mark.parametrize("fmt,share,iou,same_class", [("tflite_fp32", 0.95, 0.9, True),
                                                       ("onnx", 0.95, 0.9, True),
+                                                      ("tflite_fp16", 0.95, 0.9, True),
+                                                      ("tflite_dynamic", 0.3, 0.5, False),
                                                       ("tflite_int8", 0.3, 0.5, False)])
 def test_each_format_detects_like_keras(det_files, scenes, fmt, share, iou, same_class):
     import serving
@@ -134,7 +144,7 @@ def test_each_format_detects_like_keras(det_files, scenes, fmt, share, iou, same
         assert (g.boxes[:, 2:] >= g.boxes[:, :2]).all()
         assert (g.boxes[:, [0, 2]] <= g.width + 1e-3).all() and (g.boxes[:, [1, 3]] <= g.height + 1e-3).all()
         assert _reproduced(r, g, iou, same_class) >= share, (fmt, r.file)
-    if fmt != "tflite_int8":
+    if fmt in ("tflite_fp32", "onnx"):
         np.testing.assert_allclose(np.sort(got[0].scores), np.sort(ref[0].scores), atol=1e-4)
 
 
@@ -219,21 +229,6 @@ def test_serving_detect_cli_writes_json_and_annotated_images(det_files, scenes, 
 # ------------------------------------------------------------------ export + detection parity gate
 
 
-@pytest.fixture(scope="session")
-def det_run(det_files, tmp_path_factory):
-    """A run dir: the tiny detector + a config.yaml whose data is a small shapes_det."""
-    import shutil
-
-    import yaml
-
-    run = tmp_path_factory.mktemp("det_run")
-    shutil.copy(det_files["keras"], run / "model.keras")
-    (run / "config.yaml").write_text(yaml.safe_dump({"data": {
-        "source": "shapes_det", "val_split": 0.1, "test_split": 0.5,
-        "shapes_det": {"images": 24, "size": SIZE}}}))
-    return run
-
-
 def _export_cfg(run, *extra):
     from pipeline.config import load_config
     from pipeline.export import ExportConfig
@@ -246,14 +241,15 @@ def test_detector_export_runs_the_detection_gate(det_run):
 
     from pipeline.export import export
 
-    result = export(_export_cfg(det_run, "formats=tflite_fp32,tflite_int8", "calib_samples=8"))
+    result = export(_export_cfg(det_run, "formats=tflite_fp32,tflite_fp16,tflite_dynamic,tflite_int8",
+                                "calib_samples=8"))
     rows = {r["format"]: r for r in json.loads(result.manifest.read_text())["artifacts"]}
-    assert set(rows) == {"tflite_fp32", "tflite_int8"}
+    assert set(rows) == {"tflite_fp32", "tflite_fp16", "tflite_dynamic", "tflite_int8"}
     for fmt, row in rows.items():
         p = row["parity"]
         assert p["passed"] and p["samples"] == 12
         assert {"map50", "map50_keras", "map", "map_keras", "map50_drop", "map_drop", "reproduced"} <= set(p)
-        assert p["max_map_drop"] == (0.03 if fmt == "tflite_int8" else 0.01)
+        assert p["max_map_drop"] == (0.03 if fmt in ("tflite_int8", "tflite_dynamic") else 0.01)
     assert rows["tflite_fp32"]["parity"]["reproduced"] >= 0.95
     assert abs(rows["tflite_fp32"]["parity"]["map50_drop"]) <= 0.01
 
@@ -262,7 +258,7 @@ def test_detection_formats_are_checked_before_work(det_run):
     from pipeline.export import export
 
     with pytest.raises(OptionError, match="cannot export a detection model"):
-        export(_export_cfg(det_run, "formats=tflite_fp16", "out=" + str(det_run / "never")))
+        export(_export_cfg(det_run, "formats=onnx_int8", "out=" + str(det_run / "never")))
     assert not (det_run / "never").exists()
 
 
@@ -294,3 +290,56 @@ def test_judge_names_each_broken_threshold():
         "mAP@.5 drop 5.00 points > 3.00 (Keras 0.8500, file 0.8000; gate.det_max_drop_int8=... sets it)"]
     assert len(judge(FORMATS["onnx"], nums, GateConfig(det_max_drop=0.005))) == 2
     assert judge(FORMATS["onnx"], nums, GateConfig(det_max_drop=0.06)) == []
+    # dynamic range is lossy (int8 weights): the int8 bar; fp16 keeps the float one
+    assert judge(FORMATS["tflite_dynamic"], nums, GateConfig(det_max_drop_int8=0.06)) == []
+    assert len(judge(FORMATS["tflite_fp16"], nums, GateConfig(det_max_drop_int8=0.06))) == 1
+
+
+def test_pre_nms_topk_keeps_only_the_best_anchors(det_run, tmp_path):
+    """nms.pre_nms_topk = T (a contract setting, file-only): TOPK_V2 inside the file, and its
+    detections are decode_nms's on the raw outputs with every anchor outside the top T silenced."""
+    from dataclasses import replace
+
+    import serving
+    from models import get_contract, load_model, set_contract
+    from pipeline.export.detection import op_names
+    from pipeline.export.worker import convert_one
+    from serving.detection import anchors, decode_nms
+
+    det = load_model(det_run / "model.keras")
+    c = get_contract(det)
+    topk = 15
+    nms = {**c.extra["nms"], "pre_nms_topk": topk}
+    set_contract(det, replace(c, extra={**c.extra, "nms": nms}))
+    (tmp_path / "scratch").mkdir()
+    job = {"scratch": str(tmp_path / "scratch"), "staging": str(tmp_path),
+           "source": {"model": "model.keras", "sha256": None, "config": None}, "calibration_info": None}
+    spec = FORMATS["tflite_fp32"]
+    path = convert_one(det, {"format": spec.name, "file": spec.filename({}), "options": {}}, job, None)
+    assert "TOPK_V2" in op_names(path.read_bytes())
+    img = _scene(SIZE, SIZE, 3)
+    raw = np.asarray(det.predict_on_batch(img[None].astype(np.float32)))[0]   # (A, 4 + C + 1)
+    logits = raw[:, 4:] - raw[:, 4:].max(1, keepdims=True)
+    score = (np.exp(logits) / np.exp(logits).sum(1, keepdims=True))[:, 1:].max(1)
+    assert (score >= nms["score_threshold"]).sum() > topk   # the top-k really cuts candidates here
+    masked = raw.copy()
+    masked[np.argsort(-score)[topk:], 5:] = -1e4            # background wins outside the top T
+    boxes, scores, classes, n = decode_nms(masked, anchors(c), nms, tuple(c.extra["encoding"]["variances"]))
+    (got,) = serving.load(path, manifest=None).detect_batch(img[None])
+    np.testing.assert_allclose(got[0], boxes[:n], atol=1e-5)
+    np.testing.assert_allclose(got[1], scores[:n], atol=1e-5)
+    np.testing.assert_array_equal(got[2], classes[:n])
+
+
+def test_raw_detector_hook_converts_without_nms(det_run, tmp_path):
+    """convert(..., with_nms=False), bench/detection_latency.py's hook: the same recipe on the raw
+    detector, one (1, A, 4 + C + 1) float output and no NMS op."""
+    from models import anchors_of, get_contract, load_model
+    from pipeline.export.detection import op_names
+    from pipeline.export.tflite import convert, describe_outputs
+
+    det = load_model(det_run / "model.keras")
+    data = convert(det, FORMATS["tflite_fp32"], {}, calibration=None, workdir=tmp_path, with_nms=False)
+    assert "NON_MAX_SUPPRESSION_V5" not in op_names(data)
+    (out,) = describe_outputs(data)
+    assert out["shape"] == [1, len(anchors_of(get_contract(det))), 4 + 3 + 1] and out["dtype"] == "float32"

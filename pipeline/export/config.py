@@ -33,7 +33,7 @@ class GateConfig:
     max_accuracy_drop: float = 0.02
     max_abs_diff: float | None = None   # optional bound on |p_artifact - p_keras|, every format
     det_max_drop: float = 0.01          # detectors: largest mAP@.5 and mAP@[.5:.95] drop, fp32/onnx
-    det_max_drop_int8: float = 0.03     # ... and for the full-integer file
+    det_max_drop_int8: float = 0.03     # ... and for the lossy files (tflite_int8, tflite_dynamic)
     samples: int = 0                    # held-out images compared; 0 = the whole test split
     tta: str = "none"                   # also measure each file's accuracy with test-time
                                         # augmentation (flip | flip_crop): accuracy_tta

@@ -3,14 +3,17 @@
 The detector's raw output (B, A, 4 + C + 1) (models.detector: offsets, then class logits with
 background first) is wrapped by `DetectionOutputs`, a Keras layer of TensorFlow ops that convert
 to builtin LiteRT ops and to ONNX (../shared/STACK.md, "Detection export"):
-  softmax -> best object class per anchor (score, class) -> decode offsets against the anchors
-  (models.boxes, variances) -> clip to 0..1 -> NonMaxSuppressionV5 on boxes shifted by
-  2 * class (so boxes of different classes never overlap: per-class NMS in one op call)
+  softmax -> best object class per anchor (score, class) -> [optional: keep the pre_nms_topk
+  best-scoring anchors, TOPK_V2 + GATHER, when the contract's nms block sets pre_nms_topk]
+  -> decode offsets against the anchors (models.boxes, variances) -> clip to 0..1
+  -> NonMaxSuppressionV5 on boxes shifted by 2 * class (so boxes of different classes never
+  overlap: per-class NMS in one op call)
   -> gather the K = max_detections survivors (padded, masked with NMS's own count).
 Outputs (fixed, batch 1), in this order:
   boxes (1, K, 4) float32, normalized corners x0, y0, x1, y1 (0..1, "rel_xyxy");
   scores (1, K) float32; classes (1, K) int32 (0-based object classes); count (1,) int32.
-Rows >= count are zero. serving.detection does the same in numpy for a .keras file.
+Rows >= count are zero. serving.detection does the same in numpy for a .keras file (without the
+top-k, which is file-only: equal results while at most pre_nms_topk anchors pass score_threshold).
 
 Why NON_MAX_SUPPRESSION_V5 and not TFLite_Detection_PostProcess: the custom op exists only in
 LiteRT (a dummy in TF, Keras and ONNX), so the ONNX file and the Keras reference would need a
@@ -34,7 +37,8 @@ def settings(contract: Any) -> dict[str, Any]:
     nms = extra["nms"]
     return {"anchors": anchors_of(contract), "variances": tuple(extra["encoding"]["variances"]),
             "num_classes": contract.num_classes, "score_threshold": float(nms["score_threshold"]),
-            "iou_threshold": float(nms["iou_threshold"]), "max_detections": int(nms["max_detections"])}
+            "iou_threshold": float(nms["iou_threshold"]), "max_detections": int(nms["max_detections"]),
+            "pre_nms_topk": int(nms["pre_nms_topk"]) if nms.get("pre_nms_topk") else None}
 
 
 def detection_layer(keras: Any, cfg: dict[str, Any]) -> Any:
@@ -47,6 +51,7 @@ def detection_layer(keras: Any, cfg: dict[str, Any]) -> Any:
     a_xy = (anchors[:, :2] + anchors[:, 2:]) / 2                                         # (A, 2)
     v0, v1 = cfg["variances"]
     k = cfg["max_detections"]
+    topk = min(cfg.get("pre_nms_topk") or len(anchors), len(anchors))
 
     class DetectionOutputs(keras.layers.Layer):
         def call(self, raw):                                        # (1, A, 4 + C + 1)
@@ -54,8 +59,13 @@ def detection_layer(keras: Any, cfg: dict[str, Any]) -> Any:
             probs = tf.nn.softmax(raw[:, 4:], axis=-1)[:, 1:]       # (A, C) objects only
             score = tf.reduce_max(probs, axis=-1)                   # (A,)
             cls = tf.argmax(probs, axis=-1, output_type=tf.int32)   # (A,)
-            xy = raw[:, :2] * v0 * a_wh + a_xy                      # (A, 2) centres
-            wh = tf.exp(tf.minimum(raw[:, 2:4] * v1, 10.0)) * a_wh  # (A, 2) sizes
+            off, anc_wh, anc_xy = raw[:, :4], a_wh, a_xy
+            if topk < len(anchors):   # only the best anchors are decoded and enter NMS: (A,) -> (T,)
+                score, best = tf.math.top_k(score, k=topk)
+                cls, off = tf.gather(cls, best), tf.gather(off, best)
+                anc_wh, anc_xy = tf.gather(a_wh, best), tf.gather(a_xy, best)
+            xy = off[:, :2] * v0 * anc_wh + anc_xy                  # (A, 2) centres
+            wh = tf.exp(tf.minimum(off[:, 2:4] * v1, 10.0)) * anc_wh  # (A, 2) sizes
             boxes = tf.clip_by_value(tf.concat([xy - wh / 2, xy + wh / 2], -1), 0.0, 1.0)  # (A, 4)
             shifted = boxes + 2.0 * tf.cast(cls, tf.float32)[:, None]
             sel, sel_scores, count = tf.raw_ops.NonMaxSuppressionV5(
@@ -118,13 +128,20 @@ def op_names(data: bytes) -> list[str]:
 
 
 def check_tflite(data: bytes, spec: Any) -> None:
-    """Builtin ops only, NMS inside, the four outputs, and int8 convs for tflite_int8."""
+    """Builtin ops only, NMS inside, the weight dtype the name promises (float16 for
+    tflite_fp16, int8 for tflite_dynamic/int8), and int8 convs for tflite_int8."""
+    from pipeline.export.tflite import tensor_types
+
     ops = op_names(data)
     bad = [o for o in ops if o.startswith("CUSTOM") or "FLEX" in o]
     if bad:
         raise ExportError(f"{spec.name}: the detector file uses non-builtin ops {bad}")
     if "NON_MAX_SUPPRESSION_V5" not in ops:
         raise ExportError(f"{spec.name}: no NON_MAX_SUPPRESSION_V5 in the converted file ({ops})")
+    counts = tensor_types(data)
+    if spec.weights != "float32" and not counts.get(spec.weights):
+        raise ExportError(f"{spec.name}: the converted detector has no {spec.weights} tensors ({counts}); "
+                          f"its name would promise {spec.weights} weights")
     if spec.activations == "int8":
         from ai_edge_litert import schema_py_generated as schema
 

@@ -27,8 +27,13 @@ run: its model.keras is the model) and "qat" (a QAT run: its qat/saved_model gra
 model); an export with no formats= gives every format that applies to the run.
 
 The `tasks` column says which model tasks a format takes. A detector (task detection) is
-exported with box decoding and NMS inside the file (pipeline.export.detection): tflite_fp32,
-tflite_int8 (int8 backbone and heads, float NMS, float I/O: its outputs are boxes) and onnx.
+exported with box decoding and NMS inside the file (pipeline.export.detection), builtin LiteRT
+ops only: tflite_fp32, tflite_fp16 (float16 weights dequantized at load, float NMS),
+tflite_dynamic (int8 conv/head weights, float activations and NMS), tflite_int8 (int8 backbone
+and heads, float NMS, float I/O: its outputs are boxes) and onnx. The detection parity gate
+(det_parity) judges each by its mAP drop against Keras: gate.det_max_drop (1 point) for the
+float-weight files, gate.det_max_drop_int8 (3 points) for the lossy ones (tflite_dynamic,
+tflite_int8). onnx_int8 and tflite_qat_int8 do not take detectors.
 """
 from __future__ import annotations
 
@@ -94,9 +99,10 @@ FORMATS: dict[str, FormatSpec] = {f.name: f for f in (
     FormatSpec("tflite_fp32", "tflite", "float32", "float32", (),
                help="TFLite, float32", runs=("float",), tasks=TASKS),
     FormatSpec("tflite_fp16", "tflite", "float16", "float32", (),
-               help="TFLite, float16 weights", runs=("float",)),
+               help="TFLite, float16 weights", runs=("float",), tasks=TASKS),
     FormatSpec("tflite_dynamic", "tflite", "int8", "float32", (), lossy=True,
-               help="TFLite dynamic range: int8 weights, float activations", runs=("float",)),
+               help="TFLite dynamic range: int8 weights, float activations", runs=("float",),
+               tasks=TASKS),
     FormatSpec("tflite_int8", "tflite", "int8", "int8", ("io", "calib_samples"),
                calibrated=True, lossy=True, runs=("float",), tasks=TASKS,
                help="TFLite full integer: int8 weights and activations, calibrated"),

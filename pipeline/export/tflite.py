@@ -44,11 +44,12 @@ def is_detector(model: Any) -> bool:
     return get_contract(model).task == "detection"
 
 
-def saved_model(model: Any, workdir: Path) -> Path:
+def saved_model(model: Any, workdir: Path, *, with_nms: bool = True) -> Path:
     """The model as a SavedModel in workdir, written once and shared by every TFLite variant
     (from_keras_model would trace and save it again for each). A detector is saved with its
-    decoding + NMS (pipeline.export.detection) at a fixed batch of 1."""
-    path = Path(workdir) / "saved_model"
+    decoding + NMS (pipeline.export.detection) at a fixed batch of 1; with_nms=False saves the
+    raw detector (offsets + logits) instead, for bench/detection_latency.py's NMS cost only."""
+    path = Path(workdir) / ("saved_model" if with_nms else "saved_model_raw")
     if not (path / "saved_model.pb").is_file():
         with _quiet():
             if is_detector(model):
@@ -57,17 +58,20 @@ def saved_model(model: Any, workdir: Path) -> Path:
                 from pipeline.export.detection import export_model
 
                 shape = (1, *model.inputs[0].shape[1:])
-                export_model(model).export(str(path), format="tf_saved_model", verbose=False,
-                                           input_signature=[tf.TensorSpec(shape, tf.float32)])
+                (export_model(model) if with_nms else model).export(
+                    str(path), format="tf_saved_model", verbose=False,
+                    input_signature=[tf.TensorSpec(shape, tf.float32)])
             else:
                 model.export(str(path), format="tf_saved_model", verbose=False)
     return path
 
 
 def convert(model: Any, spec: FormatSpec, options: dict[str, Any], *,
-            calibration: np.ndarray | None, workdir: Path, graph: Path | None = None) -> bytes:
+            calibration: np.ndarray | None, workdir: Path, graph: Path | None = None,
+            with_nms: bool = True) -> bytes:
     """The .tflite bytes for `spec` (no metadata yet); workdir holds temporary files; `graph`:
-    a QAT run's SavedModel, the source of tflite_qat_int8."""
+    a QAT run's SavedModel, the source of tflite_qat_int8. with_nms=False (detectors, benchmark
+    only): the same recipe on the raw detector, no decoding/NMS; not an export, not checked."""
     import tensorflow as tf
 
     if spec.name == "tflite_qat_int8":
@@ -78,7 +82,7 @@ def convert(model: Any, spec: FormatSpec, options: dict[str, Any], *,
         if info.get("weights") == "per_tensor":   # as the QAT model fake-quantized them
             conv._experimental_disable_per_channel = True
     else:
-        conv = tf.lite.TFLiteConverter.from_saved_model(str(saved_model(model, workdir)))
+        conv = tf.lite.TFLiteConverter.from_saved_model(str(saved_model(model, workdir, with_nms=with_nms)))
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]   # a Flex op is an error
     if spec.name == "tflite_fp16":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -103,6 +107,8 @@ def convert(model: Any, spec: FormatSpec, options: dict[str, Any], *,
             data = conv.convert()
     except Exception as e:  # converter raises ConverterError, ValueError, RuntimeError...
         raise ExportError(f"{spec.name}: TFLite conversion failed: {first_line(e)}") from e
+    if not with_nms:
+        return bytes(data)
     if is_detector(model):
         from pipeline.export.detection import check_tflite
 
