@@ -1,14 +1,18 @@
 """`python -m pipeline run`: the main job, on the embedded default data.
 
-    python -m pipeline run                                  # runs/quickstart
+    python -m pipeline run                                  # runs/quickstart, -qat, -det
     python -m pipeline run out=runs/mine train.epochs=5 --config configs/quickstart.yaml
+    python -m pipeline run compress=none detect=false       # the classifier only
 
-train (pipeline.train) -> export every format under the parity gate (pipeline.export) ->
-report (pipeline.report: size, latency through the serving runtime, parity, Pareto plot),
-then the built-in samples of the model's data set through every exported file (what the demo
-offers first), then print where everything is and the command that opens the demo on it. Re-running it
-resumes an interrupted training, and reuses a finished one made with the same options
-(overwrite=true retrains). configs/quickstart.yaml spells out the defaults below.
+1. train the classifier (pipeline.train) -> 2. export every format under the parity gate
+(pipeline.export) -> 3. compress it (pipeline.compress, QAT by default: the best int8 file in
+bench/compression.py) and export that run's int8 file -> 4. train the detector (SSD on the
+generated shapes_det scenes) -> 5. export it with decoding + NMS inside every file (detection
+parity gate) -> 6. report each run (size, latency through the serving runtime, parity, Pareto
+plot); then the built-in samples through every exported file (what the demo offers first), and
+the command that opens the demo on all of it. Re-running it resumes an interrupted training and
+reuses a finished one made with the same options (overwrite=true redoes everything).
+configs/quickstart.yaml spells out the defaults below.
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from models.options import OptionError
 from pipeline.augment import AugmentConfig
@@ -43,12 +47,43 @@ def quickstart_training() -> TrainConfig:
         schedule=ScheduleConfig("cosine", warmup_epochs=1.0))
 
 
+def quickstart_detector() -> TrainConfig:
+    """What the main job trains as its detector: SSD on a quarter-width ResNet-18 at 128 px, on
+    1500 generated scenes of circles, squares and triangles (0-4 per scene), a few minutes on
+    2 CPU cores. augment=light: the box-aware shift/zoom/colour jitter without the SSD crops,
+    which converge too slowly for this budget (bench/detection.py). Batch 8: at 12 epochs the
+    number of steps is what limits SSD here (measured: batch 32 lr 0.005 val mAP 0.29, batch 8
+    lr 0.003 0.48, batch 8 lr 0.006 0.57 at about the same time per epoch)."""
+    return TrainConfig(
+        task="detection", data=DataConfig("shapes_det"),
+        model=ModelConfig("ssd", options={"backbone": "resnet18", "width": 0.25}),
+        augment=AugmentConfig("light"), epochs=12, batch_size=8, optimizer="adamw",
+        lr=0.006, weight_decay=0.0005, schedule=ScheduleConfig("cosine", warmup_epochs=1.0))
+
+
+@dataclass(frozen=True)
+class CompressStep:
+    """The main job's compression of its classifier (`compress=qat`, `compress=none` skips)."""
+    SHORTHAND: ClassVar[str] = "method"
+    method: Literal["none", "qat", "prune", "prune_qat"] = "qat"
+    epochs: int = 2               # fine-tuning epochs
+
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise OptionError(f"compress.epochs must be >= 1, got {self.epochs}")
+
+
 @dataclass(frozen=True)
 class RunConfig:
-    """Train, export (every format, parity-gated) and report, into one run dir."""
+    """Train, export (every format, parity-gated), compress and report a classifier; train,
+    export and report a detector. Run dirs: `out`, `out`-<method>, `out`-det."""
     out: str = "runs/quickstart"
     train: TrainConfig = field(default_factory=quickstart_training)
     formats: tuple[str, ...] = ALL_FORMATS
+    compress: CompressStep = field(default_factory=CompressStep)
+    detect: bool = True            # also train and export the detector
+    detector: TrainConfig = field(default_factory=quickstart_detector)
+    detector_formats: tuple[str, ...] = ()   # () = every format a detector exports to
     io: Literal["float", "uint8", "int8"] | None = None   # tflite_int8 input/output dtype
     gate: GateConfig = field(default_factory=GateConfig)
     report: bool = True
@@ -58,9 +93,16 @@ class RunConfig:
     def validate(self) -> None:
         if not self.out:
             raise OptionError("out: give the run dir (out=runs/quickstart)")
-        if self.train.out:
-            raise OptionError(f"train.out={self.train.out}: set the run dir with out= instead")
+        for name, cfg in (("train", self.train), ("detector", self.detector)):
+            if cfg.out:
+                raise OptionError(f"{name}.out={cfg.out}: set the run dirs with out= instead")
+        if self.train.task != "classification":
+            raise OptionError("train: the main job's first model is a classifier; the detector is "
+                              "detector.* (train.task=detection is not needed)")
+        if self.detector.task != "detection":
+            raise OptionError("detector.task must be detection")
         check_request(self.formats, {"io": self.io, "opset": None, "calib_samples": None})
+        check_request(self.detector_formats, {}, task="detection")
         if self.report_runs < 1:
             raise OptionError(f"report_runs must be >= 1, got {self.report_runs}")
 
@@ -83,23 +125,63 @@ def _finished_same(cfg: TrainConfig) -> bool:
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
 
-def check_samples(export_dir: Path, artifacts: list[dict[str, Any]],
+def check_samples(exports: list[tuple[Path, list[dict[str, Any]]]],
                   samples_dir: Path = SAMPLES) -> dict[str, Any]:
     """Every built-in sample of the model's own data set (samples/, matched by label) through
-    every exported file, as the demo will show them: {"samples": [...], "wrong": {file: {sample:
-    answer}}}. An empty "samples" list means none of them shows one of the model's labels."""
+    every exported classifier file of `exports` ((export dir, artifacts) pairs), as the demo will
+    show them: {"samples": [...], "files": [...], "wrong": {file: {sample: answer}}}. An empty
+    "samples" list means none of them shows one of the model's labels."""
     import serving
     from serving.demo.samples import list_samples, sample_label, samples_for
 
     wrong: dict[str, dict[str, str]] = {}
     chosen: dict[str, Path] = {}
+    files: list[str] = []
+    for export_dir, artifacts in exports:
+        for art in artifacts:
+            where = f"{export_dir.parent.name}/{art['file']}"
+            files.append(where)
+            runner = serving.load(export_dir / art["file"])
+            chosen = samples_for(list_samples(samples_dir), runner.labels)
+            for name, answer in zip(chosen, runner.classify(list(chosen.values()), topk=1)):
+                if answer.label != sample_label(name):
+                    wrong.setdefault(where, {})[name] = f"{answer.label} {answer.score:.2f}"
+    return {"samples": list(chosen), "files": files, "wrong": wrong}
+
+
+SHOW_SCORE = 0.3   # the score a user filters detections at (serving detect's default)
+
+
+def check_scenes(export_dir: Path, artifacts: list[dict[str, Any]],
+                 samples_dir: Path = SAMPLES) -> dict[str, Any]:
+    """Every built-in sample scene of the detector's classes (samples/scenes.json) through every
+    exported detector file, boxes scored >= SHOW_SCORE: {"scenes": [...], "objects": n,
+    "found": {file: ground-truth objects found (same label, IoU >= 0.5)}}."""
+    import serving
+    from serving.demo.detection import found
+    from serving.demo.samples import list_samples, read_scenes, samples_for
+
+    scenes = read_scenes(samples_dir)
+    chosen: dict[str, Path] = {}
+    hits: dict[str, int] = {}
     for art in artifacts:
         runner = serving.load(export_dir / art["file"])
-        chosen = samples_for(list_samples(samples_dir), runner.labels)
-        for name, answer in zip(chosen, runner.classify(list(chosen.values()), topk=1)):
-            if answer.label != sample_label(name):
-                wrong.setdefault(art["file"], {})[name] = f"{answer.label} {answer.score:.2f}"
-    return {"samples": list(chosen), "wrong": wrong}
+        chosen = samples_for(list_samples(samples_dir), runner.labels, "detection", scenes)
+        answers = runner.detect(list(chosen.values()), score=SHOW_SCORE)
+        hits[art["file"]] = sum(found(scenes[name]["objects"], [{"label": lab, "box": box}
+                                                                for lab, box in zip(d.labels, d.boxes)])
+                                for name, d in zip(chosen, answers))
+    return {"scenes": list(chosen), "objects": sum(len(scenes[n]["objects"]) for n in chosen),
+            "found": hits}
+
+
+def _scenes_line(check: dict[str, Any]) -> str:
+    if not check["scenes"]:
+        return "  scenes     none of samples/scenes.json shows only this detector's classes"
+    counts = sorted(set(check["found"].values()))
+    spread = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    return (f"  scenes     {spread}/{check['objects']} objects of the {len(check['scenes'])} built-in scenes "
+            f"found by each of the {len(check['found'])} detector files (score >= {SHOW_SCORE}, IoU >= 0.5)")
 
 
 def _samples_line(check: dict[str, Any], n_files: int) -> str:
@@ -122,48 +204,143 @@ def _demo_command(run_dir: Path) -> str:
     return f"{shlex.quote(str(streamlit))} run app.py -- --runs {shlex.quote(str(run_dir.parent))}"
 
 
-def run(cfg: RunConfig) -> dict[str, Any]:
-    """The main job; returns {"run_dir", "metrics", "export", "report", "seconds"}."""
+def _headline(metrics: dict[str, Any]) -> str:
+    if "test_accuracy" in metrics:
+        return f"test accuracy {metrics['test_accuracy']:.4f}"
+    return f"test mAP@.5 {metrics['test_map50']:.3f}, mAP@[.5:.95] {metrics['test_map']:.3f}"
+
+
+def _train_or_reuse(cfg: TrainConfig) -> dict[str, Any]:
+    """Train cfg (resuming an interrupted run), or reuse the finished run in cfg.out."""
     import json
 
-    from pipeline.export import ExportConfig, export
-    from pipeline.report import ReportConfig, report
     from pipeline.train import train
 
+    if not cfg.overwrite and _finished_same(cfg):
+        metrics = json.loads((Path(cfg.out) / "metrics.json").read_text())
+        print(f"{cfg.out} already holds this training ({_headline(metrics)}); reusing it "
+              "(overwrite=true retrains)")
+        return metrics
+    return train(cfg).metrics
+
+
+def _compress_or_reuse(cfg: RunConfig) -> tuple[Path, dict[str, Any]]:
+    """pipeline.compress of the classifier into out-<method>; a finished run made from this very
+    model.keras with the same method and epochs is reused."""
+    import json
+
+    from pipeline import runs
+    from pipeline.compress import CompressConfig, compress
+    from serving.manifest import sha256_file
+
+    step = cfg.compress
+    out = Path(f"{cfg.out}-{step.method.replace('_', '-')}")
+    metrics_path, stale = out / "metrics.json", cfg.overwrite
+    if metrics_path.is_file() and not cfg.overwrite:
+        metrics = json.loads(metrics_path.read_text())
+        record = metrics.get("compress") or {}
+        saved = runs._read_yaml(out / "config.yaml") or {}
+        if (record.get("source_sha256") == sha256_file(Path(cfg.out) / "model.keras")
+                and record.get("method") == step.method and saved.get("epochs") == step.epochs):
+            print(f"{out} already holds this compression ({_headline(metrics)}); reusing it")
+            return out, metrics
+        stale = True
+    result = compress(CompressConfig(start=cfg.out, method=step.method, out=str(out), overwrite=stale,
+                                     train={"epochs": step.epochs, "verbose": cfg.train.verbose}))
+    return out, result.metrics
+
+
+def run(cfg: RunConfig) -> dict[str, Any]:
+    """The main job; returns {"run_dir", "metrics", "export", "compressed", "detector", "report",
+    "samples", "seconds"} ("compressed"/"detector": None when that step is off)."""
+    from pipeline.export import ExportConfig, export
+    from pipeline.report import ReportConfig, report
+
     t0 = time.perf_counter()
-    steps = 3 if cfg.report else 2
-    train_cfg = dataclasses.replace(cfg.train, out=cfg.out, overwrite=cfg.overwrite)
+    times: dict[str, float] = {}
+    squeeze = cfg.compress.method != "none"
+    steps = 2 + squeeze + 2 * cfg.detect + cfg.report
+    step = iter(range(1, steps + 1))
+
+    def timed(name: str, since: float) -> float:
+        now = time.perf_counter()
+        times[name] = now - since
+        return now
+
     run_dir = Path(cfg.out)
-    _banner(1, steps, f"train {train_cfg.model.name} on {train_cfg.data.source} "
-                      f"({train_cfg.epochs} epochs) -> {run_dir}")
-    if not cfg.overwrite and _finished_same(train_cfg):
-        metrics = json.loads((run_dir / "metrics.json").read_text())
-        print(f"{run_dir} already holds this training (test accuracy {metrics['test_accuracy']:.4f}); "
-              "reusing it (overwrite=true retrains)")
-    else:
-        metrics = train(train_cfg).metrics
-    t_train = time.perf_counter() - t0
+    train_cfg = dataclasses.replace(cfg.train, out=cfg.out, overwrite=cfg.overwrite)
+    _banner(next(step), steps, f"train {train_cfg.model.name} on {train_cfg.data.source} "
+                               f"({train_cfg.epochs} epochs) -> {run_dir}")
+    metrics = _train_or_reuse(train_cfg)
+    t = timed("train", t0)
 
-    _banner(2, steps, f"export {', '.join(cfg.formats)} with the parity gate")
+    _banner(next(step), steps, f"export {', '.join(cfg.formats)} with the parity gate")
     exported = export(ExportConfig(model=str(run_dir), formats=cfg.formats, io=cfg.io, gate=cfg.gate))
-    t_export = time.perf_counter() - t0 - t_train
+    t = timed("export", t)
 
-    samples = check_samples(exported.out_dir, exported.artifacts)
+    compressed = None
+    if squeeze:
+        _banner(next(step), steps, f"compress: {cfg.compress.method} ({cfg.compress.epochs} epochs) "
+                                   f"-> {run_dir}-{cfg.compress.method.replace('_', '-')}, then export it")
+        c_dir, c_metrics = _compress_or_reuse(cfg)
+        compressed = {"run_dir": c_dir, "metrics": c_metrics,
+                      "export": export(ExportConfig(model=str(c_dir), gate=cfg.gate))}
+        t = timed("compress", t)
+
+    detector = None
+    if cfg.detect:
+        det_cfg = dataclasses.replace(cfg.detector, out=f"{cfg.out}-det", overwrite=cfg.overwrite)
+        _banner(next(step), steps, f"train the detector {det_cfg.model.name} "
+                                   f"({det_cfg.model.options.get('backbone', '')}) on "
+                                   f"{det_cfg.data.source} ({det_cfg.epochs} epochs) -> {det_cfg.out}")
+        det_metrics = _train_or_reuse(det_cfg)
+        t = timed("detector train", t)
+        _banner(next(step), steps, "export the detector (decoding + NMS inside every file) with the "
+                                   "detection parity gate")
+        detector = {"run_dir": Path(det_cfg.out), "metrics": det_metrics,
+                    "export": export(ExportConfig(model=det_cfg.out, formats=cfg.detector_formats,
+                                                  gate=cfg.gate))}
+        t = timed("detector export", t)
+
+    classified = [(exported.out_dir, exported.artifacts)]
+    if compressed:
+        classified.append((compressed["export"].out_dir, compressed["export"].artifacts))
+    samples = check_samples(classified)
+    if detector:
+        detector["scenes"] = check_scenes(detector["export"].out_dir, detector["export"].artifacts)
     rep = None
     if cfg.report:
-        _banner(3, steps, "report: latency through the serving runtime, size, parity")
+        _banner(next(step), steps, "report: latency through the serving runtime, size, parity")
         rep = report(ReportConfig(run=str(run_dir), runs=cfg.report_runs))
+        if detector:
+            detector["report"] = report(ReportConfig(run=str(detector["run_dir"]), runs=cfg.report_runs))
+        t = timed("report", t)
     seconds = time.perf_counter() - t0
+    _summary(cfg, seconds, times, metrics, exported, compressed, detector, samples, rep is not None)
+    return {"run_dir": run_dir, "metrics": metrics, "export": exported, "compressed": compressed,
+            "detector": detector, "report": rep, "samples": samples, "seconds": seconds}
 
-    print(f"\ndone in {seconds / 60:.1f} min (train {t_train:.0f}s, export {t_export:.0f}s, "
-          f"report {seconds - t_train - t_export:.0f}s)")
-    print(f"  run dir    {run_dir}  (model.keras, metrics.json: test accuracy "
-          f"{metrics['test_accuracy']:.4f}, curves.png, confusion_matrix.png)")
+
+def _summary(cfg: RunConfig, seconds: float, times: dict[str, float], metrics: dict[str, Any],
+             exported: Any, compressed: dict[str, Any] | None, detector: dict[str, Any] | None,
+             samples: dict[str, Any], reported: bool) -> None:
+    run_dir = Path(cfg.out)
+    print(f"\ndone in {seconds / 60:.1f} min (" + ", ".join(f"{k} {v:.0f}s" for k, v in times.items()) + ")")
+    print(f"  classifier {run_dir}  (model.keras, metrics.json: {_headline(metrics)}, curves.png, "
+          "confusion_matrix.png)")
     print(f"  artifacts  {exported.out_dir}  ({len(exported.artifacts)} files, all passed the "
           "parity gate; manifest.json)")
-    if rep is not None:
-        print(f"  report     {run_dir / 'report.md'}  (report.json, pareto.png)")
-    print(_samples_line(samples, len(exported.artifacts)))
+    if compressed:
+        files = ", ".join(a["file"] for a in compressed["export"].artifacts)
+        print(f"  compressed {compressed['run_dir']}  ({cfg.compress.method}: "
+              f"{_headline(compressed['metrics'])}; export/: {files})")
+    if detector:
+        print(f"  detector   {detector['run_dir']}  ({_headline(detector['metrics'])}; export/: "
+              f"{len(detector['export'].artifacts)} files with NMS inside, all passed the detection gate)")
+    if reported:
+        where = [run_dir / "report.md"] + ([detector["run_dir"] / "report.md"] if detector else [])
+        print(f"  report     {', '.join(map(str, where))}  (report.json, pareto.png)")
+    print(_samples_line(samples, len(samples["files"])))
+    if detector:
+        print(_scenes_line(detector["scenes"]))
     print(f"  demo       {_demo_command(run_dir)}")
-    return {"run_dir": run_dir, "metrics": metrics, "export": exported, "report": rep,
-            "samples": samples, "seconds": seconds}

@@ -67,7 +67,7 @@ class BenchmarkConfig:
 class DetectConfig:
     model: str = ""            # a detector .tflite / .onnx / .keras file
     source: str = ""           # an image, a folder (searched recursively) or a glob pattern
-    score: float | None = None  # drop boxes below this (the file's own threshold applies first)
+    score: float = 0.3         # drop boxes below this (a file keeps boxes above its own floor, 0.05)
     json: bool = False         # JSON lines (boxes in original pixels) instead of a table
     save: str = ""             # write <name>.png (boxes drawn) and <name>.json per image here
     threads: int | None = None
@@ -77,7 +77,7 @@ class DetectConfig:
         for key in ("model", "source"):
             if not getattr(self, key):
                 raise OptionError(f"{key}=... is required")
-        if self.score is not None and not 0.0 <= self.score <= 1.0:
+        if not 0.0 <= self.score <= 1.0:
             raise OptionError(f"score must be in 0..1, got {self.score}")
 
 

@@ -6,6 +6,14 @@ import pytest
 from pipeline.config import load_config
 from pipeline.run import RunConfig, run
 
+# seconds, not minutes: 48 scenes of 64 px, a LeNet-BN backbone, 2 epochs; the gate is relaxed
+# (an untrained detector's boxes are not what this test is about)
+TINY_DETECTOR = ["detector.data.shapes_det.images=48", "detector.data.shapes_det.size=64",
+                 "detector.model.backbone=lenet_bn", "detector.model.head_channels=16",
+                 "detector.epochs=2", "detector.batch_size=8", "detector.verbose=0",
+                 "detector_formats=tflite_fp32,tflite_int8,onnx", "gate.det_max_drop=1",
+                 "gate.det_max_drop_int8=1"]
+
 
 def test_quickstart_yaml_spells_out_the_defaults():
     assert load_config(RunConfig, [], "configs/quickstart.yaml") == RunConfig()
@@ -15,7 +23,8 @@ def test_main_job_end_to_end_and_rerun_reuses_training(tmp_path, capsys):
     out = tmp_path / "runs" / "tiny"
     args = [f"out={out}", "train.data=digits", "train.model=lenet", "train.model.width=0.5",
             "train.model.activation=relu", "train.epochs=2", "train.verbose=0",
-            "formats=tflite_fp32,tflite_int8,onnx", "report_runs=3"]
+            "formats=tflite_fp32,tflite_int8,onnx", "report_runs=3", "compress.epochs=1",
+            *TINY_DETECTOR]
     result = run(load_config(RunConfig, args))
     for name in ("model.keras", "metrics.json", "config.yaml", "report.md", "report.json",
                  "pareto.png", "export/manifest.json", "export/model_fp32.tflite",
@@ -24,11 +33,20 @@ def test_main_job_end_to_end_and_rerun_reuses_training(tmp_path, capsys):
     manifest = json.loads((out / "export/manifest.json").read_text())
     assert all(a["parity"]["passed"] for a in manifest["artifacts"])
     assert result["metrics"]["test_accuracy"] > 0.5
+    qat = tmp_path / "runs" / "tiny-qat"            # the compression step: QAT, its int8 file
+    assert result["compressed"]["run_dir"] == qat
+    assert json.loads((qat / "metrics.json").read_text())["compress"]["method"] == "qat"
+    assert (qat / "export" / "model_qat_int8.tflite").is_file()
+    det = tmp_path / "runs" / "tiny-det"            # the detector, NMS inside its files
+    det_manifest = json.loads((det / "export/manifest.json").read_text())
+    assert {a["format"] for a in det_manifest["artifacts"]} >= {"tflite_fp32", "tflite_int8", "onnx"}
+    assert (det / "report.md").is_file()
     printed = capsys.readouterr().out
-    assert "[1/3] train" in printed and "[3/3] report" in printed
+    assert "[1/6] train" in printed and "[3/6] compress" in printed and "[6/6] report" in printed
     check = result["samples"]                       # digit_3.png and digit_7.png through every file
     assert check["samples"] == ["digit_3.png", "digit_7.png"]
-    assert set(check["wrong"]) <= {a["file"] for a in manifest["artifacts"]}
+    assert len(check["files"]) == 3 + len(result["compressed"]["export"].artifacts)
+    assert set(check["wrong"]) <= set(check["files"])
     assert "  samples    " in printed
     assert f"--runs {out.parent}" in printed and "streamlit run app.py" in printed
 
