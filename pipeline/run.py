@@ -66,7 +66,8 @@ class CompressStep:
     """The main job's compression of its classifier (`compress=qat`, `compress=none` skips)."""
     SHORTHAND: ClassVar[str] = "method"
     method: Literal["none", "qat", "prune", "prune_qat"] = "qat"
-    epochs: int = 2               # fine-tuning epochs
+    epochs: int = 2               # fine-tuning epochs (QAT on the quick start: test accuracy 0.981 ->
+                                  # 0.982 after 1 epoch, as PTQ int8; 0.985-0.986 after 2)
 
     def validate(self) -> None:
         if self.epochs < 1:
@@ -83,7 +84,9 @@ class RunConfig:
     compress: CompressStep = field(default_factory=CompressStep)
     detect: bool = True            # also train and export the detector
     detector: TrainConfig = field(default_factory=quickstart_detector)
-    detector_formats: tuple[str, ...] = ()   # () = every format a detector exports to
+    # the detector's files: every detection format but tflite_fp16 (the slowest float file here,
+    # never the one to ship; () = all)
+    detector_formats: tuple[str, ...] = ("tflite_fp32", "tflite_dynamic", "tflite_int8", "onnx")
     io: Literal["float", "uint8", "int8"] | None = None   # tflite_int8 input/output dtype
     gate: GateConfig = field(default_factory=GateConfig)
     report: bool = True

@@ -70,10 +70,14 @@ def load_dataset(cfg: DataConfig, *, image_size: tuple[int, int], channels: int)
         images, labels = load_digits_arrays(image_size, channels)
         return _split_arrays(cfg, images, labels, CLASS_NAMES, image_size, channels)
     if cfg.source == "shapes":
-        from pipeline.data.arrays import to_model_images
-        from pipeline.data.shapes import generate_shapes
+        import PIL
 
-        images, labels = generate_shapes(cfg.shapes, seed=cfg.seed)
+        from pipeline.data import shapes
+        from pipeline.data.arrays import to_model_images
+        from pipeline.data.cache import cached
+
+        images, labels = cached("shapes", (cfg.shapes, cfg.seed, np.__version__, PIL.__version__),
+                                [shapes.__file__], lambda: shapes.generate_shapes(cfg.shapes, seed=cfg.seed))
         if images.shape[1:] != (*image_size, channels):
             images = to_model_images(images, image_size, channels)
         return _split_arrays(cfg, images, labels, cfg.shapes.class_names, image_size, channels)
