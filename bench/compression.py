@@ -8,14 +8,17 @@ pipeline.compress: pruned 50/75/90% (each exported fp32 + PTQ int8), 2:4, QAT (i
 the QAT graph) and PQAT from the 75% run; every file is timed through serving (batch 1, 1 thread).
 The exports run with the gate's thresholds at 0 so every number is recorded; whether a file would
 pass the default gate is a column. Writes bench/results/compression.json and .png (gzip size vs
-accuracy per model), prints the table, and the CPU's ISA (int8 speed differs between AVX2-only
-and VNNI machines). `vgg11:0.25` is the quick start's model, trained exactly as the main job
-trains it (its 10 x 1000 shapes, no augmentation, 10 epochs; --per-class/--epochs do not apply).
+accuracy per model; a re-run of some models replaces their rows and keeps the others', each
+model with the settings and machine it was measured with), prints the table, and the CPU's ISA
+(int8 speed differs between AVX2-only and VNNI machines). `vgg11:0.25` is the quick start's
+model, trained exactly as the main job trains it (its 10 x 1000 shapes, no augmentation, 10
+epochs; --per-class/--epochs do not apply).
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import sys
 import time
@@ -26,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.atomic import atomic_path, write_json  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
+from serving.machine import machine_info  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NO_GATE = ["gate.tflite_fp32=0", "gate.tflite_fp16=0", "gate.tflite_dynamic=0", "gate.tflite_int8=0",
@@ -156,18 +160,31 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", default="compression")
     args = ap.parse_args(argv)
     root = Path(args.root)
-    rows: list[dict] = []
+    out = RESULTS / f"{args.name}.json"
+    # one model's rows are replaced by a re-run of that model; other models' rows (and the
+    # settings and machine they were measured with) are kept
+    keep = json.loads(out.read_text()) if out.is_file() else {"rows": [], "models": {}}
+    runs_now = {f"{n} w{w}" for n, w in (spec.split(":") for spec in args.models.split(","))}
+    rows = [r for r in keep["rows"] if r["model"] not in runs_now]
+    models = {m: v for m, v in keep.get("models", {}).items() if m not in runs_now}
     t0 = time.perf_counter()
     print(HEADER, flush=True)
     isa = cpu_isa()
     for spec in args.models.split(","):   # results are written after each model
-        rows += bench_model(spec, args, root)
-        meta = {"isa": isa, "cpus": os.cpu_count(), "per_class": args.per_class, "epochs": args.epochs,
-                "tune_epochs": args.tune_epochs, "runs": args.runs,
-                "wall_seconds": time.perf_counter() - t0}
-        write_json(RESULTS / f"{args.name}.json", {"meta": meta, "rows": rows})
-        plot(rows, RESULTS / f"{args.name}.png", f"shapes {args.per_class}/class, source {args.epochs} "
-             f"epochs, compression {args.tune_epochs} epochs; CPU ISA {isa}; latency 1 thread")
+        t_model = time.perf_counter()
+        mine = bench_model(spec, args, root)
+        rows += mine
+        name, width = spec.split(":")
+        models[f"{name} w{width}"] = {
+            "isa": isa, "cpus": os.cpu_count(),
+            "per_class": "quickstart" if spec == QUICKSTART else args.per_class,
+            "epochs": args.epochs, "tune_epochs": args.tune_epochs, "runs": args.runs,
+            "wall_seconds": time.perf_counter() - t_model, "machine": machine_info()}
+        write_json(out, {"meta": {"isa": isa, "wall_seconds": time.perf_counter() - t0}, "models": models,
+                         "rows": rows})
+        plot(rows, RESULTS / f"{args.name}.png",
+             f"shapes, source {args.epochs} epochs ({args.per_class}/class; the quick start: its own data "
+             f"and recipe), compression {args.tune_epochs} epochs; CPU ISA {isa}; latency 1 thread")
     print("\n" + HEADER + "\n" + "\n".join(_line(r) for r in rows))
     print(f"CPU ISA: {isa}; wrote {RESULTS / args.name}.json and .png")
     return 0
