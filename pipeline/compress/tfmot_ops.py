@@ -8,7 +8,8 @@ cloned and each layer is wrapped on its own (../shared/STACK.md, "Compression"):
   - pruning: Conv2D and Dense kernels, except the layers kept dense (first conv, classifier by
     default); DepthwiseConv2D stays dense, as tfmot does;
   - QAT: layers tfmot's 8-bit registry supports are annotated as they are; BatchNormalization right
-    after a conv too (so tfmot and the converter fold it); Rescaling, Multiply and standalone BN
+    after a conv too (so tfmot and the converter fold it); DepthwiseConv2D kernels are fake-quantized
+    per output channel (DepthwiseQuant), as TFLite quantizes them; Rescaling, Multiply and standalone BN
     get OutputQuant (fake-quantize the output only: 8-bit, per tensor, asymmetric, moving-average
     range); AveragePooling2D gets NoQuant (the converter needs its input and output on one scale).
     An activation tfmot cannot quantize (selu, softplus, ...) or an unknown layer type fails
@@ -62,7 +63,78 @@ class NoQuant(OutputQuant):
         return []
 
 
-SCOPE = {"OutputQuant": OutputQuant, "NoQuant": NoQuant}
+class DepthwiseKernelQuantizer(qk.quantizers.LastValueQuantizer):
+    """Fake-quantize a depthwise kernel (kh, kw, C, m) per output channel, as TFLite quantizes it
+    (its filter is (1, kh, kw, C*m), scales along the last axis). tfmot's own per-axis conv
+    quantizer uses the kernel's last axis, m (1 in MobileNets): one scale for all channels, which
+    the converter cannot keep once it folds the BN scale (per channel) into the kernel."""
+
+    def __init__(self) -> None:
+        super().__init__(num_bits=8, per_axis=True, symmetric=True, narrow_range=True)
+
+    def build(self, tensor_shape: Any, name: str, layer: Any) -> dict:
+        n = int(tensor_shape[-2]) * int(tensor_shape[-1])   # C*m output channels
+        init = tf_keras.initializers.Constant
+        return {"min_var": layer.add_weight(name + "_min", shape=(n,), initializer=init(-6.0),
+                                            trainable=False),
+                "max_var": layer.add_weight(name + "_max", shape=(n,), initializer=init(6.0),
+                                            trainable=False)}
+
+    def __call__(self, inputs: Any, training: Any, weights: dict, **kwargs: Any) -> Any:
+        import tensorflow as tf
+
+        kh, kw, c, m = inputs.shape                    # (kh, kw, C, m) -> (kh, kw, 1, C*m) and back
+        flat = tf.reshape(inputs, (kh, kw, 1, c * m))
+        return tf.reshape(super().__call__(flat, training, weights, **kwargs), (kh, kw, c, m))
+
+    def get_config(self) -> dict:
+        return {}
+
+
+class DepthwiseQuant(qk.QuantizeConfig):
+    """tfmot's DepthwiseConv2D config (kernel and activation), with DepthwiseKernelQuantizer."""
+
+    def __init__(self) -> None:
+        self.weight_quantizer = DepthwiseKernelQuantizer()
+        self.activation_quantizer = qk.quantizers.MovingAverageQuantizer(
+            num_bits=8, per_axis=False, symmetric=False, narrow_range=False)
+
+    def get_weights_and_quantizers(self, layer: Any) -> list:
+        return [(layer.depthwise_kernel, self.weight_quantizer)]
+
+    def get_activations_and_quantizers(self, layer: Any) -> list:
+        return [(layer.activation, self.activation_quantizer)]
+
+    def set_quantize_weights(self, layer: Any, quantize_weights: Any) -> None:
+        layer.depthwise_kernel = quantize_weights[0]
+
+    def set_quantize_activations(self, layer: Any, quantize_activations: Any) -> None:
+        layer.activation = quantize_activations[0]
+
+    def get_output_quantizers(self, layer: Any) -> list:
+        return []
+
+    def get_config(self) -> dict:
+        return {}
+
+
+class PerChannelRegistry(qk.default_8bit.Default8BitQuantizeRegistry):
+    """tfmot's 8-bit registry with DepthwiseQuant for DepthwiseConv2D. Given through the scheme
+    (not per layer at annotation) so tfmot's conv-BN-ReLU layout transforms still apply."""
+
+    def get_quantize_config(self, layer: Any) -> Any:
+        if type(layer) is L.DepthwiseConv2D:
+            return DepthwiseQuant()
+        return super().get_quantize_config(layer)
+
+
+class PerChannelScheme(qk.default_8bit.Default8BitQuantizeScheme):
+    def get_quantize_registry(self) -> Any:
+        return PerChannelRegistry()
+
+
+SCOPE = {"OutputQuant": OutputQuant, "NoQuant": NoQuant, "DepthwiseQuant": DepthwiseQuant,
+         "DepthwiseKernelQuantizer": DepthwiseKernelQuantizer}
 
 
 def _kernel_layers(model: Any) -> list[Any]:
@@ -166,8 +238,10 @@ def wrap_qat(model: Any, plan: dict[str, str], *, per_tensor: bool, preserve_spa
     if preserve_sparsity:   # Default8BitQuantizeScheme whose weight quantizers keep the zeros
         scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme(
             disable_per_axis=per_tensor)
+    elif per_tensor:
+        scheme = qk.default_8bit.Default8BitQuantizeScheme(disable_per_axis=True)
     else:
-        scheme = qk.default_8bit.Default8BitQuantizeScheme(disable_per_axis=per_tensor)
+        scheme = PerChannelScheme()
     with qk.quantize_scope(SCOPE):
         return qk.quantize_apply(annotated, scheme)
 
@@ -219,10 +293,6 @@ def save_qat_graph(model: Any, path: str, input_shape: Sequence[int]) -> None:
                      input_signature=[tf.TensorSpec((None, *input_shape), tf.float32, name="image")])
     with qk.quantize_scope(SCOPE):
         tf.saved_model.save(model, path, signatures={"serving_default": fn.get_concrete_function()})
-
-
-def has_depthwise(model: Any) -> bool:
-    return any(isinstance(layer, L.DepthwiseConv2D) for layer in model.layers)
 
 
 def callbacks_for(method: str) -> Callable[[Any], list[Any]] | None:

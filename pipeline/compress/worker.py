@@ -101,8 +101,7 @@ def stage(cfg: Any, tune: Any, method: str, start: str, out: Path) -> dict[str, 
                             "source_sha256": sha256_file(origin), "started_from": str(src_path)}
     if quantize:
         qplan = ops.quantize_plan(twin)
-        per_tensor = cfg.qat.weights == "per_tensor" or (cfg.qat.weights == "auto"
-                                                         and ops.has_depthwise(twin))
+        per_tensor = cfg.qat.weights == "per_tensor"
         counts = {k: sum(1 for v in qplan.values() if v == k) for k in ("tfmot", "output", "none")}
         info["qat"] = {"weights": "per_tensor" if per_tensor else "per_channel", "layers": counts,
                        "preserve_sparsity": method == "prune_qat"}
