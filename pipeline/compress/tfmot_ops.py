@@ -63,6 +63,34 @@ class NoQuant(OutputQuant):
         return []
 
 
+class QuantNormalize(L.Layer):
+    """The model's input Rescaling (x * scale + offset on the 0..255 image) with each tensor
+    fake-quantized over its exact range, known from 0..255 and the constants: the converter then
+    makes it an int8 MUL and ADD from the QAT graph alone, with no calibration (which would
+    re-derive the ranges that QAT learned). Same for both the graph and the file."""
+
+    def __init__(self, scale: Any, offset: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.scale, self.offset = scale, offset
+
+    def call(self, x: Any) -> Any:
+        import tensorflow as tf
+
+        c = x.shape[-1]
+        s = np.broadcast_to(np.asarray(self.scale, np.float32), (c,)).astype(np.float32)
+        o = np.broadcast_to(np.asarray(self.offset, np.float32), (c,)).astype(np.float32)
+        lo, hi = np.minimum(0.0, 255.0 * s), np.maximum(0.0, 255.0 * s)     # x * s, x in 0..255
+        vars_fq = tf.quantization.fake_quant_with_min_max_vars
+        args_fq = tf.quantization.fake_quant_with_min_max_args
+        sq = vars_fq(tf.constant(s), float(min(0.0, s.min())), float(max(0.0, s.max())))
+        oq = vars_fq(tf.constant(o), float(min(0.0, o.min())), float(max(0.0, o.max())))
+        y = args_fq(x * sq, min=float(lo.min()), max=float(hi.max()))
+        return args_fq(y + oq, min=float(min(0.0, (lo + o).min())), max=float(max(0.0, (hi + o).max())))
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "scale": self.scale, "offset": self.offset}
+
+
 class DepthwiseKernelQuantizer(qk.quantizers.LastValueQuantizer):
     """Fake-quantize a depthwise kernel (kh, kw, C, m) per output channel, as TFLite quantizes it
     (its filter is (1, kh, kw, C*m), scales along the last axis). tfmot's own per-axis conv
@@ -133,8 +161,8 @@ class PerChannelScheme(qk.default_8bit.Default8BitQuantizeScheme):
         return PerChannelRegistry()
 
 
-SCOPE = {"OutputQuant": OutputQuant, "NoQuant": NoQuant, "DepthwiseQuant": DepthwiseQuant,
-         "DepthwiseKernelQuantizer": DepthwiseKernelQuantizer}
+SCOPE = {"OutputQuant": OutputQuant, "NoQuant": NoQuant, "QuantNormalize": QuantNormalize,
+         "DepthwiseQuant": DepthwiseQuant, "DepthwiseKernelQuantizer": DepthwiseKernelQuantizer}
 
 
 def _kernel_layers(model: Any) -> list[Any]:
@@ -195,7 +223,8 @@ def wrap_pruning(model: Any, plan: Sequence[str], *, target: float, schedule: st
 
 
 def quantize_plan(model: Any) -> dict[str, str]:
-    """layer name -> how it is quantized ("tfmot", "output", "none"); OptionError naming the
+    """layer name -> how it is quantized ("tfmot", "output", "none", "normalize": the input
+    Rescaling, as QuantNormalize); OptionError naming the
     first layer tfmot cannot handle."""
     registry = qk.default_8bit.Default8BitQuantizeRegistry()
     plan: dict[str, str] = {}
@@ -212,6 +241,8 @@ def quantize_plan(model: Any) -> dict[str, str]:
             plan[layer.name] = "tfmot"
         elif isinstance(layer, L.BatchNormalization):
             plan[layer.name] = "tfmot" if isinstance(_input_layer(layer), CONVS) else "output"
+        elif isinstance(layer, L.Rescaling) and isinstance(_input_layer(layer), L.InputLayer):
+            plan[layer.name] = "normalize"
         elif isinstance(layer, (L.Rescaling, L.Multiply)):
             plan[layer.name] = "output"
         elif isinstance(layer, L.AveragePooling2D):
@@ -232,6 +263,9 @@ def wrap_qat(model: Any, plan: dict[str, str], *, per_tensor: bool, preserve_spa
         how = plan.get(layer.name)
         if how is None:
             return layer
+        if how == "normalize":   # no weights: the twin's weight order is unchanged
+            layer = QuantNormalize(layer.scale, layer.offset, name=layer.name)
+            how = "none"
         config = configs[how]() if how in configs else None
         return qk.quantize_annotate_layer(layer, quantize_config=config)
     annotated = tf_keras.models.clone_model(model, clone_function=annotate)
@@ -243,7 +277,14 @@ def wrap_qat(model: Any, plan: dict[str, str], *, per_tensor: bool, preserve_spa
     else:
         scheme = PerChannelScheme()
     with qk.quantize_scope(SCOPE):
-        return qk.quantize_apply(annotated, scheme)
+        qat = qk.quantize_apply(annotated, scheme)
+    for layer in qat.layers:   # tfmot's input quantizer: the image is 0..255 from the start
+        if type(layer).__name__ == "QuantizeLayer" and isinstance(_input_layer(layer), L.InputLayer):
+            for w in layer.weights:
+                bound = w.name.rpartition("/")[2].split(":")[0].rpartition("_")[2]
+                if bound in ("min", "max"):
+                    w.assign(0.0 if bound == "min" else 255.0)
+    return qat
 
 
 def update_pruning_step() -> Any:
@@ -282,6 +323,17 @@ def plain_weights(model: Any, keeper: Any) -> list[np.ndarray]:
                                 f"({[v.shape for v in got]}) do not match the model's ({shapes})")
         out += got
     return out
+
+
+def refresh_weight_ranges(model: Any) -> None:
+    """Set every weight quantizer's range to its weight's current one. tfmot's LastValue
+    quantizer records the range in the forward pass, before that step's update, so a trained
+    model's stored ranges are one step stale: the graph clips or under-uses them, while the
+    converter derives each (BN-folded) kernel's scales from the values themselves."""
+    for layer in model.layers:
+        for w, quantizer, qvars in getattr(layer, "_weight_vars", ()):   # QuantizeWrapper
+            if isinstance(quantizer, qk.quantizers.LastValueQuantizer) and isinstance(qvars, dict):
+                quantizer(w, True, qvars)   # training=True assigns min_var/max_var from `w`
 
 
 def save_qat_graph(model: Any, path: str, input_shape: Sequence[int]) -> None:
