@@ -350,4 +350,6 @@ def save_qat_graph(model: Any, path: str, input_shape: Sequence[int]) -> None:
 def callbacks_for(method: str) -> Callable[[Any], list[Any]] | None:
     if method == "prune":
         return lambda k: [update_pruning_step()]
-    return None
+    from pipeline.compress.qat_ranges import RangeWarmup
+
+    return lambda k: [RangeWarmup()]
