@@ -63,7 +63,7 @@ def sweep(name: str) -> dict[str, str]:
                         raise AssertionError(f"{name}: {plan[0]} is not 2:4 sparse")
             else:
                 qplan = ops.quantize_plan(twin)
-                model = ops.wrap_qat(twin, qplan, per_tensor=ops.has_depthwise(twin),
+                model = ops.wrap_qat(twin, qplan, per_tensor=False,
                                      preserve_sparsity=method == "prune_qat")
                 _fit_steps(model, x, y)
                 keras3.set_weights(ops.plain_weights(model, keras3))

@@ -16,24 +16,9 @@ def digits_run(tmp_path_factory):
     """A real, briefly trained run dir: resnet18 width 0.25 at 32x32x1 on `digits` (~97% test
     accuracy), saved as the training stage does: model.keras + config.yaml with a data section.
     Confident predictions make the export gate's agreement numbers meaningful."""
-    import keras
+    from train_helpers import digits_source
 
-    from models import create_model, save_model
-    from pipeline.config import save_config
-    from pipeline.data import DataConfig, load_dataset
-
-    run = tmp_path_factory.mktemp("digits_run")
-    keras.utils.set_random_seed(0)
-    ds = load_dataset(DataConfig(source="digits"), image_size=(32, 32), channels=1)
-    model = create_model("resnet18", num_classes=10, input_shape=(32, 32, 1),
-                         labels=ds.class_names, width=0.25)
-    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
-    model.fit(ds.train.images.astype("float32"), ds.train.labels, epochs=3, batch_size=32, verbose=0)
-    save_model(model, run / "model.keras")
-    save_config({"data": {"source": "digits"},
-                 "model": {"name": "resnet18", "input_shape": [32, 32, 1], "options": {"width": 0.25}}},
-                run / "config.yaml")
-    return run
+    return digits_source(tmp_path_factory.mktemp("digits_run"), "resnet18")
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 import pytest
-from train_helpers import ROOT, env
+from train_helpers import ROOT, digits_source, env
 
 from models import list_models
 from models.options import OptionError
@@ -224,6 +224,28 @@ def test_qat_int8_file_is_int8_and_matches_the_qat_graph(qat, digits_run):
     got = serving.load(path).predict(images)
     assert np.mean(got.argmax(1) == want.argmax(1)) >= 0.97
     assert art["parity"]["top1_agreement"] == pytest.approx(np.mean(got.argmax(1) == want.argmax(1)))
+
+
+@pytest.fixture(scope="module")
+def mnv2_run(tmp_path_factory):
+    """mobilenetv2 w0.25 (depthwise convs, conv-BN-ReLU6) at 32x32x1 on digits, 3 epochs: ~50%
+    test accuracy, so its predictions differ from image to image."""
+    return digits_source(tmp_path_factory.mktemp("mnv2"), "mobilenetv2")
+
+
+def test_qat_int8_file_of_a_depthwise_model_follows_its_qat_graph(mnv2_run, tmp_path):
+    """Depthwise kernels fake-quantized per channel, as TFLite quantizes them, and the input
+    Rescaling quantized in the graph: the file is converted from the QAT ranges alone, all int8.
+    Measured on this tiny, unsure model (1 QAT epoch, activation ranges from RangeWarmup): top-1
+    agreement 0.90; per-tensor depthwise kernels: file accuracy 0.09 (the converter re-quantized
+    float kernels); per channel but calibrated again by a representative dataset: 0.68; ranges
+    left at tfmot's +-6 start: 0.81. Not yet the 0.97 gate (rounding apart over 17 blocks)."""
+    result = _compress(f"from={mnv2_run}", "method=qat", "epochs=1", f"out={tmp_path / 'qat'}")
+    info = json.loads((result.run_dir / "qat" / "info.json").read_text())
+    assert info["weights"] == "per_channel" and info["needs_calibration"] is False
+    art = _export(result.run_dir, "formats=tflite_qat_int8", "gate.tflite_qat_int8=0.8",
+                  "gate.max_accuracy_drop=0.05").artifacts[0]
+    assert art["parity"]["reference"] == "qat graph" and art["parity"]["top1_agreement"] >= 0.8
 
 
 def test_prune_qat_int8_file_keeps_the_zeros(pqat):

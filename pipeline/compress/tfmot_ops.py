@@ -8,7 +8,8 @@ cloned and each layer is wrapped on its own (../shared/STACK.md, "Compression"):
   - pruning: Conv2D and Dense kernels, except the layers kept dense (first conv, classifier by
     default); DepthwiseConv2D stays dense, as tfmot does;
   - QAT: layers tfmot's 8-bit registry supports are annotated as they are; BatchNormalization right
-    after a conv too (so tfmot and the converter fold it); Rescaling, Multiply and standalone BN
+    after a conv too (so tfmot and the converter fold it); DepthwiseConv2D kernels are fake-quantized
+    per output channel (DepthwiseQuant), as TFLite quantizes them; Rescaling, Multiply and standalone BN
     get OutputQuant (fake-quantize the output only: 8-bit, per tensor, asymmetric, moving-average
     range); AveragePooling2D gets NoQuant (the converter needs its input and output on one scale).
     An activation tfmot cannot quantize (selu, softplus, ...) or an unknown layer type fails
@@ -62,7 +63,106 @@ class NoQuant(OutputQuant):
         return []
 
 
-SCOPE = {"OutputQuant": OutputQuant, "NoQuant": NoQuant}
+class QuantNormalize(L.Layer):
+    """The model's input Rescaling (x * scale + offset on the 0..255 image) with each tensor
+    fake-quantized over its exact range, known from 0..255 and the constants: the converter then
+    makes it an int8 MUL and ADD from the QAT graph alone, with no calibration (which would
+    re-derive the ranges that QAT learned). Same for both the graph and the file."""
+
+    def __init__(self, scale: Any, offset: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.scale, self.offset = scale, offset
+
+    def call(self, x: Any) -> Any:
+        import tensorflow as tf
+
+        c = x.shape[-1]
+        s = np.broadcast_to(np.asarray(self.scale, np.float32), (c,)).astype(np.float32)
+        o = np.broadcast_to(np.asarray(self.offset, np.float32), (c,)).astype(np.float32)
+        lo, hi = np.minimum(0.0, 255.0 * s), np.maximum(0.0, 255.0 * s)     # x * s, x in 0..255
+        vars_fq = tf.quantization.fake_quant_with_min_max_vars
+        args_fq = tf.quantization.fake_quant_with_min_max_args
+        sq = vars_fq(tf.constant(s), float(min(0.0, s.min())), float(max(0.0, s.max())))
+        oq = vars_fq(tf.constant(o), float(min(0.0, o.min())), float(max(0.0, o.max())))
+        y = args_fq(x * sq, min=float(lo.min()), max=float(hi.max()))
+        return args_fq(y + oq, min=float(min(0.0, (lo + o).min())), max=float(max(0.0, (hi + o).max())))
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "scale": self.scale, "offset": self.offset}
+
+
+class DepthwiseKernelQuantizer(qk.quantizers.LastValueQuantizer):
+    """Fake-quantize a depthwise kernel (kh, kw, C, m) per output channel, as TFLite quantizes it
+    (its filter is (1, kh, kw, C*m), scales along the last axis). tfmot's own per-axis conv
+    quantizer uses the kernel's last axis, m (1 in MobileNets): one scale for all channels, which
+    the converter cannot keep once it folds the BN scale (per channel) into the kernel."""
+
+    def __init__(self) -> None:
+        super().__init__(num_bits=8, per_axis=True, symmetric=True, narrow_range=True)
+
+    def build(self, tensor_shape: Any, name: str, layer: Any) -> dict:
+        n = int(tensor_shape[-2]) * int(tensor_shape[-1])   # C*m output channels
+        init = tf_keras.initializers.Constant
+        return {"min_var": layer.add_weight(name + "_min", shape=(n,), initializer=init(-6.0),
+                                            trainable=False),
+                "max_var": layer.add_weight(name + "_max", shape=(n,), initializer=init(6.0),
+                                            trainable=False)}
+
+    def __call__(self, inputs: Any, training: Any, weights: dict, **kwargs: Any) -> Any:
+        import tensorflow as tf
+
+        kh, kw, c, m = inputs.shape                    # (kh, kw, C, m) -> (kh, kw, 1, C*m) and back
+        flat = tf.reshape(inputs, (kh, kw, 1, c * m))
+        return tf.reshape(super().__call__(flat, training, weights, **kwargs), (kh, kw, c, m))
+
+    def get_config(self) -> dict:
+        return {}
+
+
+class DepthwiseQuant(qk.QuantizeConfig):
+    """tfmot's DepthwiseConv2D config (kernel and activation), with DepthwiseKernelQuantizer."""
+
+    def __init__(self) -> None:
+        self.weight_quantizer = DepthwiseKernelQuantizer()
+        self.activation_quantizer = qk.quantizers.MovingAverageQuantizer(
+            num_bits=8, per_axis=False, symmetric=False, narrow_range=False)
+
+    def get_weights_and_quantizers(self, layer: Any) -> list:
+        return [(layer.depthwise_kernel, self.weight_quantizer)]
+
+    def get_activations_and_quantizers(self, layer: Any) -> list:
+        return [(layer.activation, self.activation_quantizer)]
+
+    def set_quantize_weights(self, layer: Any, quantize_weights: Any) -> None:
+        layer.depthwise_kernel = quantize_weights[0]
+
+    def set_quantize_activations(self, layer: Any, quantize_activations: Any) -> None:
+        layer.activation = quantize_activations[0]
+
+    def get_output_quantizers(self, layer: Any) -> list:
+        return []
+
+    def get_config(self) -> dict:
+        return {}
+
+
+class PerChannelRegistry(qk.default_8bit.Default8BitQuantizeRegistry):
+    """tfmot's 8-bit registry with DepthwiseQuant for DepthwiseConv2D. Given through the scheme
+    (not per layer at annotation) so tfmot's conv-BN-ReLU layout transforms still apply."""
+
+    def get_quantize_config(self, layer: Any) -> Any:
+        if type(layer) is L.DepthwiseConv2D:
+            return DepthwiseQuant()
+        return super().get_quantize_config(layer)
+
+
+class PerChannelScheme(qk.default_8bit.Default8BitQuantizeScheme):
+    def get_quantize_registry(self) -> Any:
+        return PerChannelRegistry()
+
+
+SCOPE = {"OutputQuant": OutputQuant, "NoQuant": NoQuant, "QuantNormalize": QuantNormalize,
+         "DepthwiseQuant": DepthwiseQuant, "DepthwiseKernelQuantizer": DepthwiseKernelQuantizer}
 
 
 def _kernel_layers(model: Any) -> list[Any]:
@@ -123,7 +223,8 @@ def wrap_pruning(model: Any, plan: Sequence[str], *, target: float, schedule: st
 
 
 def quantize_plan(model: Any) -> dict[str, str]:
-    """layer name -> how it is quantized ("tfmot", "output", "none"); OptionError naming the
+    """layer name -> how it is quantized ("tfmot", "output", "none", "normalize": the input
+    Rescaling, as QuantNormalize); OptionError naming the
     first layer tfmot cannot handle."""
     registry = qk.default_8bit.Default8BitQuantizeRegistry()
     plan: dict[str, str] = {}
@@ -140,6 +241,8 @@ def quantize_plan(model: Any) -> dict[str, str]:
             plan[layer.name] = "tfmot"
         elif isinstance(layer, L.BatchNormalization):
             plan[layer.name] = "tfmot" if isinstance(_input_layer(layer), CONVS) else "output"
+        elif isinstance(layer, L.Rescaling) and isinstance(_input_layer(layer), L.InputLayer):
+            plan[layer.name] = "normalize"
         elif isinstance(layer, (L.Rescaling, L.Multiply)):
             plan[layer.name] = "output"
         elif isinstance(layer, L.AveragePooling2D):
@@ -160,16 +263,28 @@ def wrap_qat(model: Any, plan: dict[str, str], *, per_tensor: bool, preserve_spa
         how = plan.get(layer.name)
         if how is None:
             return layer
+        if how == "normalize":   # no weights: the twin's weight order is unchanged
+            layer = QuantNormalize(layer.scale, layer.offset, name=layer.name)
+            how = "none"
         config = configs[how]() if how in configs else None
         return qk.quantize_annotate_layer(layer, quantize_config=config)
     annotated = tf_keras.models.clone_model(model, clone_function=annotate)
     if preserve_sparsity:   # Default8BitQuantizeScheme whose weight quantizers keep the zeros
         scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme(
             disable_per_axis=per_tensor)
+    elif per_tensor:
+        scheme = qk.default_8bit.Default8BitQuantizeScheme(disable_per_axis=True)
     else:
-        scheme = qk.default_8bit.Default8BitQuantizeScheme(disable_per_axis=per_tensor)
+        scheme = PerChannelScheme()
     with qk.quantize_scope(SCOPE):
-        return qk.quantize_apply(annotated, scheme)
+        qat = qk.quantize_apply(annotated, scheme)
+    for layer in qat.layers:   # tfmot's input quantizer: the image is 0..255 from the start
+        if type(layer).__name__ == "QuantizeLayer" and isinstance(_input_layer(layer), L.InputLayer):
+            for w in layer.weights:
+                bound = w.name.rpartition("/")[2].split(":")[0].rpartition("_")[2]
+                if bound in ("min", "max"):
+                    w.assign(0.0 if bound == "min" else 255.0)
+    return qat
 
 
 def update_pruning_step() -> Any:
@@ -210,6 +325,17 @@ def plain_weights(model: Any, keeper: Any) -> list[np.ndarray]:
     return out
 
 
+def refresh_weight_ranges(model: Any) -> None:
+    """Set every weight quantizer's range to its weight's current one. tfmot's LastValue
+    quantizer records the range in the forward pass, before that step's update, so a trained
+    model's stored ranges are one step stale: the graph clips or under-uses them, while the
+    converter derives each (BN-folded) kernel's scales from the values themselves."""
+    for layer in model.layers:
+        for w, quantizer, qvars in getattr(layer, "_weight_vars", ()):   # QuantizeWrapper
+            if isinstance(quantizer, qk.quantizers.LastValueQuantizer) and isinstance(qvars, dict):
+                quantizer(w, True, qvars)   # training=True assigns min_var/max_var from `w`
+
+
 def save_qat_graph(model: Any, path: str, input_shape: Sequence[int]) -> None:
     """The QAT model as a SavedModel (serving_default: image -> probs); the TFLite converter
     and the export's reference both read it without tfmot."""
@@ -221,11 +347,9 @@ def save_qat_graph(model: Any, path: str, input_shape: Sequence[int]) -> None:
         tf.saved_model.save(model, path, signatures={"serving_default": fn.get_concrete_function()})
 
 
-def has_depthwise(model: Any) -> bool:
-    return any(isinstance(layer, L.DepthwiseConv2D) for layer in model.layers)
-
-
 def callbacks_for(method: str) -> Callable[[Any], list[Any]] | None:
     if method == "prune":
         return lambda k: [update_pruning_step()]
-    return None
+    from pipeline.compress.qat_ranges import RangeWarmup
+
+    return lambda k: [RangeWarmup()]

@@ -101,9 +101,9 @@ def stage(cfg: Any, tune: Any, method: str, start: str, out: Path) -> dict[str, 
                             "source_sha256": sha256_file(origin), "started_from": str(src_path)}
     if quantize:
         qplan = ops.quantize_plan(twin)
-        per_tensor = cfg.qat.weights == "per_tensor" or (cfg.qat.weights == "auto"
-                                                         and ops.has_depthwise(twin))
-        counts = {k: sum(1 for v in qplan.values() if v == k) for k in ("tfmot", "output", "none")}
+        per_tensor = cfg.qat.weights == "per_tensor"
+        counts = {k: sum(1 for v in qplan.values() if v == k)
+                  for k in ("tfmot", "output", "none", "normalize")}
         info["qat"] = {"weights": "per_tensor" if per_tensor else "per_channel", "layers": counts,
                        "preserve_sparsity": method == "prune_qat"}
     else:
@@ -149,6 +149,7 @@ def stage(cfg: Any, tune: Any, method: str, start: str, out: Path) -> dict[str, 
             if tune.early_stopping.restore_best and best.is_file():
                 with np.load(best) as saved:
                     model.set_weights([saved[f"arr_{i}"] for i in range(len(saved.files))])
+            ops.refresh_weight_ranges(model)
             result["accuracy_after"] = {s: _evaluate(model, dataset(s), n) for s in ("val", "test")}
             result["accuracy_after_float_weights"] = {s: _evaluate(final, dataset(s), n)
                                                       for s in ("val", "test")}
@@ -159,7 +160,9 @@ def stage(cfg: Any, tune: Any, method: str, start: str, out: Path) -> dict[str, 
                 import shutil
                 shutil.rmtree(graph)
             os.replace(tmp, graph)
-            write_json(qat_dir / "info.json", {**info["qat"], "input_shape": list(contract.input_shape)})
+            write_json(qat_dir / "info.json", {**info["qat"], "input_shape": list(contract.input_shape),
+                                               # input + its Rescaling quantized: export needs no calibration
+                                               "needs_calibration": not info["qat"]["layers"]["normalize"]})
         else:
             result["accuracy_after"] = {s: _evaluate(final, dataset(s), n) for s in ("val", "test")}
         print(f"compress: {method}: test accuracy {result['accuracy_before']['test']} -> "
