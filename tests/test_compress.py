@@ -233,6 +233,8 @@ def mnv2_run(tmp_path_factory):
     return digits_source(tmp_path_factory.mktemp("mnv2"), "mobilenetv2")
 
 
+@pytest.mark.slow   # 4-5 minutes on 2 cores (3 + 1 epochs of mobilenetv2); the quick resnet18 QAT
+                    # test above covers the QAT -> int8 path without depthwise kernels
 def test_qat_int8_file_of_a_depthwise_model_follows_its_qat_graph(mnv2_run, tmp_path):
     """Depthwise kernels fake-quantized per channel, as TFLite quantizes them, and the input
     Rescaling quantized in the graph: the file is converted from the QAT ranges alone, all int8.

@@ -104,7 +104,7 @@ def convert(model: Any, spec: FormatSpec, options: dict[str, Any], *,
             conv.inference_output_type = getattr(tf, _IO_DTYPES[io_type])
     elif spec.name != "tflite_fp32":
         raise ExportError(f"{spec.name}: no TFLite conversion recipe")
-    return _finish(conv, spec, options, model)
+    return _finish(conv, spec, options, model, checked=with_nms)
 
 
 def _convert_qat(conv: Any, spec: FormatSpec, options: dict[str, Any], model: Any) -> bytes:
@@ -124,13 +124,14 @@ def _convert_qat(conv: Any, spec: FormatSpec, options: dict[str, Any], model: An
     return _finish(conv, spec, options, model)
 
 
-def _finish(conv: Any, spec: FormatSpec, options: dict[str, Any], model: Any) -> bytes:
+def _finish(conv: Any, spec: FormatSpec, options: dict[str, Any], model: Any, checked: bool = True) -> bytes:
+    """Convert; check the file (checked=False: a raw detector twin for the benchmark only)."""
     try:
         with _quiet():
             data = conv.convert()
     except Exception as e:  # converter raises ConverterError, ValueError, RuntimeError...
         raise ExportError(f"{spec.name}: TFLite conversion failed: {first_line(e)}") from e
-    if not with_nms:
+    if not checked:
         return bytes(data)
     if is_detector(model):
         from pipeline.export.detection import check_tflite
