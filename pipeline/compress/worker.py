@@ -165,8 +165,10 @@ def stage(cfg: Any, tune: Any, method: str, start: str, out: Path) -> dict[str, 
                                                "needs_calibration": not info["qat"]["layers"]["normalize"]})
         else:
             result["accuracy_after"] = {s: _evaluate(final, dataset(s), n) for s in ("val", "test")}
-        print(f"compress: {method}: test accuracy {result['accuracy_before']['test']} -> "
-              f"{result['accuracy_after']['test']}, sparsity {result['sparsity']['overall']:.3f}")
+        acc = {k: "n/a" if result[k]["test"] is None else f"{result[k]['test']:.4f}"
+               for k in ("accuracy_before", "accuracy_after")}
+        print(f"compress: {method}: test accuracy {acc['accuracy_before']} -> {acc['accuracy_after']}, "
+              f"sparsity {result['sparsity']['overall']:.3f}")
         return result
 
     init.make_model, init.wrap, init.keeper_weights, init.finish = make_model, wrap, keeper_weights, finish
