@@ -214,6 +214,13 @@ def wrap_pruning(model: Any, plan: Sequence[str], *, target: float, schedule: st
                                    power=3, frequency=frequency)
     extra = {"sparsity_m_by_n": (2, 4)} if structure == "2:4" else {}
     wanted = set(plan)
+    if structure == "2:4":   # tfmot groups 4 weights along the input channels; fewer or a remainder
+        for layer in model.layers:   # leaves the kernel silently not 2:4 sparse
+            channels = layer.get_weights()[0].shape[-2] if layer.name in wanted else 0
+            if channels % 4:
+                raise OptionError(f"prune.structure=2:4: layer {layer.name} has {channels} input channels, "
+                                  f"not a multiple of 4; keep it dense (prune.dense=first,classifier,"
+                                  f"{layer.name}) or prune it unstructured")
 
     def clone(layer: Any) -> Any:
         if layer.name in wanted:
