@@ -130,7 +130,7 @@ def op_names(data: bytes) -> list[str]:
 def check_tflite(data: bytes, spec: Any) -> None:
     """Builtin ops only, NMS inside, the weight dtype the name promises (float16 for
     tflite_fp16, int8 for tflite_dynamic/int8), and int8 convs for tflite_int8."""
-    from pipeline.export.tflite import tensor_types
+    from pipeline.export.tflite import check_weights
 
     ops = op_names(data)
     bad = [o for o in ops if o.startswith("CUSTOM") or "FLEX" in o]
@@ -138,10 +138,7 @@ def check_tflite(data: bytes, spec: Any) -> None:
         raise ExportError(f"{spec.name}: the detector file uses non-builtin ops {bad}")
     if "NON_MAX_SUPPRESSION_V5" not in ops:
         raise ExportError(f"{spec.name}: no NON_MAX_SUPPRESSION_V5 in the converted file ({ops})")
-    counts = tensor_types(data)
-    if spec.weights != "float32" and not counts.get(spec.weights):
-        raise ExportError(f"{spec.name}: the converted detector has no {spec.weights} tensors ({counts}); "
-                          f"its name would promise {spec.weights} weights")
+    check_weights(data, spec, "detector")
     if spec.activations == "int8":
         from ai_edge_litert import schema_py_generated as schema
 

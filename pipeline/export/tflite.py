@@ -180,6 +180,15 @@ def tensor_types(data: bytes) -> dict[str, int]:
     return counts
 
 
+def check_weights(data: bytes, spec: FormatSpec, what: str) -> dict[str, int]:
+    """The file holds the weight dtype its name promises; returns tensor_types(data)."""
+    counts = tensor_types(data)
+    if spec.weights != "float32" and not counts.get(spec.weights):
+        raise ExportError(f"{spec.name}: the converted {what} has no {spec.weights} tensors "
+                          f"({counts}); its name would promise {spec.weights} weights")
+    return counts
+
+
 def check(data: bytes, spec: FormatSpec, options: dict[str, Any]) -> None:
     """The file holds what its name promises: I/O dtypes, weight dtype, integer activations."""
     inp, out = describe_io(data)
@@ -187,10 +196,7 @@ def check(data: bytes, spec: FormatSpec, options: dict[str, Any]) -> None:
     for what, rec in (("input", inp), ("output", out)):
         if rec["dtype"] != want:
             raise ExportError(f"{spec.name}: converted {what} is {rec['dtype']}, expected {want}")
-    counts = tensor_types(data)
-    if spec.weights != "float32" and not counts.get(spec.weights):
-        raise ExportError(f"{spec.name}: the converted file has no {spec.weights} tensors "
-                          f"({counts}); its name would promise {spec.weights} weights")
+    counts = check_weights(data, spec, "file")
     if spec.activations == "int8":
         # float tensors may only be the float I/O and its (de)quantize boundary
         floats = counts.get("float32", 0)
