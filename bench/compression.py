@@ -7,9 +7,10 @@ For each model: train a source run (pipeline.train), export it (fp32, PTQ int8, 
 pipeline.compress: pruned 50/75/90% (each exported fp32 + PTQ int8), 2:4, QAT (its int8 file from
 the QAT graph) and PQAT from the 75% run; every file is timed through serving (batch 1, 1 thread).
 The exports run with the gate's thresholds at 0 so every number is recorded; whether a file would
-pass the default gate is a column. Writes bench/results/compression.json and .png (gzip size vs
-accuracy per model; a re-run of some models replaces their rows and keeps the others', each
-model with the settings and machine it was measured with), prints the table, and the CPU's ISA
+pass the default gate is a column, and so is each int8 file's kernel floor (kernel_floor()).
+Writes bench/results/compression.json and .png (gzip size vs accuracy per model; a re-run of
+some models replaces their rows and keeps the others', each model with the settings and machine
+it was measured with), prints the table, and the CPU's ISA
 (int8 speed differs between AVX2-only and VNNI machines). `vgg11:0.25` is the quick start's
 model, trained exactly as the main job trains it (its 10 x 1000 shapes, no augmentation, 10
 epochs; --per-class/--epochs do not apply).
@@ -66,6 +67,19 @@ def gate_passes(art: dict) -> bool:
     return p["top1_agreement"] >= gate.min_agreement(art["format"]) and drop_ok
 
 
+def kernel_floor(path: Path, images) -> float | None:
+    """Top-1 agreement of a .tflite file with ITSELF on LiteRT's builtin kernels vs its default
+    XNNPACK ones, over the test images: what 1-step rounding differences alone cost this model
+    (an int8 file's agreement with its Keras model cannot be expected above it). None for fp32/ONNX."""
+    import serving
+
+    if path.suffix != ".tflite" or "int8" not in path.name:
+        return None
+    a = serving.load(path, manifest=None, threads=1).predict(images).argmax(1)
+    b = serving.load(path, manifest=None, threads=1, kernels="builtin").predict(images).argmax(1)
+    return float((a == b).mean())
+
+
 def bench_model(spec: str, args: argparse.Namespace, root: Path) -> list[dict]:
     from pipeline.compress import CompressConfig, compress
     from pipeline.export import ExportConfig, export
@@ -83,6 +97,9 @@ def bench_model(spec: str, args: argparse.Namespace, root: Path) -> list[dict]:
             opts = recipe(name, float(width), args.per_class, args.epochs)
             train(load_config(TrainConfig, [*opts, f"out={src}"]))
     train_s = time.perf_counter() - t0
+    from pipeline.export.sources import load_images, resolve_run
+
+    test = load_images(resolve_run(str(src)), calib_samples=0, test_samples=0, seed=0).test
     rows = []
     for variant, (how, formats) in VARIANTS.items():
         run, seconds = src, train_s
@@ -105,19 +122,21 @@ def bench_model(spec: str, args: argparse.Namespace, root: Path) -> list[dict]:
                          "agreement": p["top1_agreement"], "passes_default_gate": gate_passes(art),
                          "size_kb": art["size_bytes"] / 1024, "gzip_kb": art["size_gzip_bytes"] / 1024,
                          "sparsity": art["sparsity"], "p50_ms": b["latency_ms"]["p50"],
+                         "kernel_floor": kernel_floor(result.out_dir / art["file"], test),
                          "stage_seconds": seconds})
             print(_line(rows[-1]), flush=True)
     return rows
 
 
-HEADER = (f"{'model':<16}{'variant':<12}{'file':<30}{'acc':>7}{'src':>7}{'agree':>7}{'gate':>6}"
+HEADER = (f"{'model':<16}{'variant':<12}{'file':<30}{'acc':>7}{'src':>7}{'agree':>7}{'floor':>7}{'gate':>6}"
           f"{'KB':>9}{'gzip KB':>9}{'zeros':>7}{'p50 ms':>8}{'stage s':>9}")
 
 
 def _line(r: dict) -> str:
     gate = "pass" if r["passes_default_gate"] else "FAIL"
+    floor = "-" if r.get("kernel_floor") is None else f"{r['kernel_floor']:.3f}"
     return (f"{r['model']:<16}{r['variant']:<12}{r['file']:<30}{r['accuracy']:>7.3f}"
-            f"{r['accuracy_source']:>7.3f}{r['agreement']:>7.3f}{gate:>6}{r['size_kb']:>9.1f}"
+            f"{r['accuracy_source']:>7.3f}{r['agreement']:>7.3f}{floor:>7}{gate:>6}{r['size_kb']:>9.1f}"
             f"{r['gzip_kb']:>9.1f}{r['sparsity']:>7.2f}{r['p50_ms']:>8.3f}{r['stage_seconds']:>9.1f}")
 
 

@@ -171,15 +171,16 @@ def _check_manifest(path: Path, manifest: Any) -> dict[str, Any] | None:
 
 
 def load(path: str | os.PathLike, *, manifest: str | os.PathLike | None = "auto",
-         threads: int | None = None) -> Runner:
+         threads: int | None = None, kernels: str | None = None) -> Runner:
     """Open a .tflite, .onnx or .keras file for serving (see module docstring).
 
-    threads: intra-op threads for TFLite/ONNX (default 1; Keras ignores it)."""
+    threads: intra-op threads for TFLite/ONNX (default 1; Keras ignores it).
+    kernels: for a .tflite file, LiteRT's "xnnpack" (default), "builtin" or "reference" kernels."""
     path = Path(path)
     backend_for(path)   # an unknown suffix fails first, listing the supported ones
     if not path.is_file():
         raise ArtifactError(f"{path}: no such model file")
     checked = _check_manifest(path, manifest)
     metadata = read_metadata(path)
-    backend = open_backend(path, threads=threads)
+    backend = open_backend(path, threads=threads, kernels=kernels)
     return Runner(path, metadata, backend, checked)

@@ -4,13 +4,15 @@
 
 For each model (width 0.25, 32x32x3, 3 classes): prune (wrap, 2 train steps, plain weights
 back into Keras 3), QAT and prune-preserving QAT (annotate, quantize_apply, 2 train steps, the
-QAT graph converted to full-int8 TFLite and run in LiteRT). Writes {name: {method: "ok" or the
+QAT graph saved and converted as `pipeline export` makes tflite_qat_int8, checked
+full-integer and run in LiteRT). Writes {name: {method: "ok" or the
 one-line OptionError}}; any other exception is a failure of the sweep itself.
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -28,10 +30,37 @@ def _fit_steps(model, x, y) -> None:
         model.train_on_batch(x, y)
 
 
-def sweep(name: str) -> dict[str, str]:
-    import tensorflow as tf
-    import tf_keras
+def _export_qat_int8(model, keras3, qplan, x, work: Path) -> None:
+    """The export's own tflite_qat_int8 path: the QAT graph saved as pipeline.compress saves it,
+    converted by pipeline.export.tflite.convert (its ranges alone when the input Rescaling is
+    quantized in the graph, else calibrated) and checked full-integer; then run in LiteRT."""
     from ai_edge_litert.interpreter import Interpreter
+
+    from models.atomic import write_json
+    from pipeline.compress import tfmot_ops as ops
+    from pipeline.export.formats import get_format
+    from pipeline.export.tflite import convert
+
+    graph = work / "qat" / "saved_model"
+    ops.refresh_weight_ranges(model)   # as pipeline.compress does before it saves the graph
+    ops.save_qat_graph(model, str(graph), x.shape[1:])
+    write_json(graph.parent / "info.json", {"weights": "per_channel",
+                                            "needs_calibration": "normalize" not in qplan.values()})
+    data = convert(keras3, get_format("tflite_qat_int8"), {"io": "float"}, calibration=x.astype(np.uint8),
+                   workdir=work, graph=graph)
+    interp = Interpreter(model_content=data)
+    interp.allocate_tensors()
+    interp.set_tensor(interp.get_input_details()[0]["index"], x[:1])
+    interp.invoke()
+    probs = interp.get_tensor(interp.get_output_details()[0]["index"])
+    if not np.all(np.isfinite(probs)) or abs(float(probs.sum()) - 1.0) > 0.05:
+        raise AssertionError(f"{keras3.name}: the QAT int8 file answers {probs}")
+
+
+def sweep(name: str) -> dict[str, str]:
+    import tempfile
+
+    import tf_keras
 
     from models import build_twin, create_model
     from models.options import OptionError
@@ -43,6 +72,7 @@ def sweep(name: str) -> dict[str, str]:
     y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 4)]
     keras3 = create_model(name, num_classes=3, input_shape=(32, 32, 3), width=0.25)
     result = {}
+    tmp = tempfile.mkdtemp(prefix=f"sweep-{name}-")
     for method in ("prune", "prune_2:4", "qat", "prune_qat"):
         try:
             twin = build_twin(keras3, tf_keras)
@@ -67,17 +97,11 @@ def sweep(name: str) -> dict[str, str]:
                                      preserve_sparsity=method == "prune_qat")
                 _fit_steps(model, x, y)
                 keras3.set_weights(ops.plain_weights(model, keras3))
-                conv = tf.lite.TFLiteConverter.from_keras_model(model)
-                conv.optimizations = [tf.lite.Optimize.DEFAULT]
-                conv.representative_dataset = lambda: ([img[None]] for img in x)
-                conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-                interp = Interpreter(model_content=conv.convert())
-                interp.allocate_tensors()
-                interp.set_tensor(interp.get_input_details()[0]["index"], x[:1])
-                interp.invoke()
+                _export_qat_int8(model, keras3, qplan, x, Path(tmp) / method)
             result[method] = "ok"
         except OptionError as e:
             result[method] = str(e)
+    shutil.rmtree(tmp, ignore_errors=True)
     return result
 
 

@@ -75,3 +75,23 @@ def det_runs_root(tmp_path_factory):
     root = tmp_path_factory.getbasetemp() / "det-runs"
     build_det_run(root)
     return root
+
+
+@pytest.fixture
+def app(monkeypatch):
+    """AppTest factory for the demo: app(runs_root, *argv); argv replaces pytest's own arguments."""
+    import sys
+
+    from streamlit.testing.v1 import AppTest
+
+    from serving.demo.settings import RUNS_ENV
+    from tests.app_testing import APP
+
+    def make(root=None, *argv: str) -> AppTest:
+        monkeypatch.setattr(sys, "argv", ["app.py", *argv])
+        if root is None:
+            monkeypatch.delenv(RUNS_ENV, raising=False)
+        else:
+            monkeypatch.setenv(RUNS_ENV, str(root))
+        return AppTest.from_file(str(APP), default_timeout=60).run()
+    return make

@@ -91,6 +91,21 @@ def test_full_int8_io_is_quantized_and_dequantized(art, name, dtype):
     assert (probs.argmax(1) == art.reference.argmax(1)).mean() >= 0.8
 
 
+def test_litert_kernel_sets_answer_alike_and_the_choice_is_checked(art):
+    xnn = serving.load(art.export / "model_int8.tflite")
+    assert xnn.backend.kernels == "xnnpack"
+    for kernels in ("builtin", "reference"):   # the same int8 file on LiteRT's other kernels
+        other = serving.load(art.export / "model_int8.tflite", kernels=kernels)
+        assert other.backend.kernels == kernels
+        probs = other.predict(art.pixels)
+        assert np.abs(probs - xnn.predict(art.pixels)).mean() < 0.01   # 1-step rounding apart
+        assert (probs.argmax(1) == art.reference.argmax(1)).mean() >= 0.8
+    with pytest.raises(ValueError, match="kernels='fast': expected one of xnnpack, builtin, reference"):
+        serving.load(art.export / "model_int8.tflite", kernels="fast")
+    with pytest.raises(ValueError, match="model.onnx: kernels='builtin' chooses LiteRT's kernels"):
+        serving.load(art.export / "model.onnx", kernels="builtin")
+
+
 def test_normalization_outside_and_logits_are_applied(tmp_path):
     """A model without its own normalize layer and without softmax: the runtime must do both."""
     import keras

@@ -135,16 +135,25 @@ def backend_for(path: str | os.PathLike, suffix: str | None = None) -> type[Back
 
 
 def open_backend(source: str | os.PathLike | bytes, *, suffix: str | None = None,
-                 threads: int | None = None) -> Backend:
-    """The backend for a file (by its suffix) or for in-memory bytes (suffix required)."""
+                 threads: int | None = None, kernels: str | None = None) -> Backend:
+    """The backend for a file (by its suffix) or for in-memory bytes (suffix required).
+    kernels: LiteRT's op resolver for a .tflite file (TFLiteBackend); None = its default."""
+    extra = {} if kernels is None else {"kernels": kernels}
     if isinstance(source, (bytes, bytearray)):
         if suffix is None:
             raise ValueError("open_backend(bytes) needs suffix='.tflite' or '.onnx'")
         cls = backend_class(suffix)
         require_runtime("<model bytes>", suffix)
-        return cls(bytes(source), threads=threads)
+        _check_kernels(cls, kernels, "<model bytes>")
+        return cls(bytes(source), threads=threads, **extra)
     path = Path(source)
     cls = backend_for(path, suffix)
     if not path.is_file():
         raise ArtifactError(f"{path}: no such model file")
-    return cls(path, threads=threads)
+    _check_kernels(cls, kernels, path)
+    return cls(path, threads=threads, **extra)
+
+
+def _check_kernels(cls: type[Backend], kernels: str | None, where: Any) -> None:
+    if kernels is not None and cls.name != "tflite":
+        raise ValueError(f"{where}: kernels={kernels!r} chooses LiteRT's kernels; {cls.name} files have none")

@@ -27,23 +27,39 @@ def _spec(detail: dict[str, Any]) -> TensorSpec:
                       zero_point=int(zero_point) if quantized else None)
 
 
+KERNELS = ("xnnpack", "builtin", "reference")   # LiteRT's op resolvers, fastest first
+
+
 class TFLiteBackend(Backend):
     name = "tflite"
 
-    def __init__(self, source: str | os.PathLike | bytes, *, threads: int | None = None) -> None:
+    def __init__(self, source: str | os.PathLike | bytes, *, threads: int | None = None,
+                 kernels: str = "xnnpack") -> None:
+        """kernels: "xnnpack" (LiteRT's default: builtin ops with the XNNPACK delegate),
+        "builtin" (LiteRT's own optimized kernels, no delegate) or "reference" (its reference
+        kernels, slow). The same int8 file rounds a little differently on each; how often its
+        top-1 changes between them is the model's own sensitivity to 1-step rounding."""
         super().__init__()
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
         from serving.native_logs import filtered
 
         self.threads = 1 if threads is None else int(threads)
         where = "<tflite bytes>" if isinstance(source, bytes) else str(source)
+        if kernels not in KERNELS:
+            raise ValueError(f"kernels={kernels!r}: expected one of {', '.join(KERNELS)}")
+        resolver = {"xnnpack": OpResolverType.AUTO,
+                    "builtin": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+                    "reference": OpResolverType.BUILTIN_REF}[kernels]
+        self.kernels = kernels
         try:
             with filtered():   # LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate" line
                 if isinstance(source, bytes):
-                    self._interp = Interpreter(model_content=source, num_threads=self.threads)
+                    self._interp = Interpreter(model_content=source, num_threads=self.threads,
+                                               experimental_op_resolver_type=resolver)
                 else:
-                    self._interp = Interpreter(model_path=str(Path(source)), num_threads=self.threads)
+                    self._interp = Interpreter(model_path=str(Path(source)), num_threads=self.threads,
+                                               experimental_op_resolver_type=resolver)
                 self._interp.allocate_tensors()
         except ValueError as e:  # LiteRT reports unreadable models as ValueError
             raise ArtifactError(f"{where}: LiteRT cannot load this model ({e})") from None
