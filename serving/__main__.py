@@ -1,7 +1,7 @@
 """python -m serving COMMAND key=value ...
 
     python -m serving predict model=export/model_fp32.tflite source=photos/ [topk=5] [json=true] [tta=flip]
-    python -m serving benchmark model=export/model_int8.tflite [threads=1] [runs=100] [json=true]
+    python -m serving benchmark model=export/model_int8.tflite [threads=1] [runs=100] [kernels=builtin]
     python -m serving detect model=export/model_fp32.tflite source=photos/ [score=0.3] [json=true] [save=out/]
 
 A thin layer over serving.load / Runner.classify / Runner.detect and serving.benchmark.run. Options are typed
@@ -57,10 +57,19 @@ class BenchmarkConfig:
     json: bool = False         # print the result as JSON instead of a table
     out: str = ""              # also write the JSON result to this file
     manifest: str = "auto"
+    kernels: str = ""          # .tflite only: xnnpack (LiteRT's default) | builtin | reference
 
     def validate(self) -> None:
+        from serving.backends.tflite import KERNELS
+
         if not self.model:
             raise OptionError("model=... is required")
+        if self.kernels and self.kernels not in KERNELS:
+            raise OptionError(f"kernels: {self.kernels!r} is not one of {', '.join(KERNELS)}"
+                              f"{suggest(self.kernels, KERNELS)}")
+        if self.kernels and Path(self.model).suffix != ".tflite":
+            raise OptionError(f"kernels={self.kernels} chooses LiteRT's kernels; {self.model} "
+                              "is not a .tflite file")
 
 
 @dataclass
@@ -161,7 +170,8 @@ def benchmark(cfg: BenchmarkConfig) -> int:
     from serving.benchmark import format_table, run
 
     result = run(cfg.model, threads=cfg.threads, runs=cfg.runs, warmup=cfg.warmup,
-                 batch=cfg.batch, manifest=_manifest(cfg.manifest), progress=not cfg.json)
+                 batch=cfg.batch, manifest=_manifest(cfg.manifest), progress=not cfg.json,
+                 kernels=cfg.kernels or None)
     if cfg.out:
         write_json(cfg.out, {"config": asdict(cfg), "result": result})
     print(json.dumps(result, indent=2) if cfg.json else format_table([result]))

@@ -38,8 +38,9 @@ def _peak_rss_mb() -> float:
 
 def run(path: str | os.PathLike, *, threads: int | None = None, runs: int = 100, warmup: int = 10,
         batch: int = 1, manifest: str | os.PathLike | None = "auto", seed: int = 0,
-        progress: bool = True) -> dict[str, Any]:
-    """Benchmark `path`; returns a JSON-ready dict (see module docstring for the fields)."""
+        progress: bool = True, kernels: str | None = None) -> dict[str, Any]:
+    """Benchmark `path`; returns a JSON-ready dict (see module docstring for the fields).
+    kernels: LiteRT's op resolver for a .tflite file (serving.load); None = its default, XNNPACK."""
     from tqdm import tqdm
 
     from serving.runtime import load
@@ -51,7 +52,7 @@ def run(path: str | os.PathLike, *, threads: int | None = None, runs: int = 100,
         raise OptionError(f"threads must be >= 1, got {threads}")
     path = Path(path)
     t0 = time.perf_counter()
-    runner = load(path, manifest=manifest, threads=threads)
+    runner = load(path, manifest=manifest, threads=threads, kernels=kernels)
     load_ms = (time.perf_counter() - t0) * 1e3
     images = np.random.default_rng(seed).integers(0, 256, (batch, *runner.contract.input_shape),
                                                   dtype=np.uint8)   # (batch, H, W, C)
@@ -68,6 +69,7 @@ def run(path: str | os.PathLike, *, threads: int | None = None, runs: int = 100,
     overhead_ms = latency["mean"] - raw["mean"]
     return {
         "model": str(path), "format": runner.format, "backend": runner.backend.name,
+        "kernels": getattr(runner.backend, "kernels", None),
         "task": runner.contract.task,
         "input_dtype": runner.input.dtype, "file_size_bytes": path.stat().st_size,
         "threads": runner.backend.threads, "batch": batch, "runs": runs, "warmup": warmup,
@@ -85,7 +87,8 @@ def format_table(results: list[dict[str, Any]]) -> str:
     rows = [head]
     for r in results:
         lat = r["latency_ms"]
-        rows.append((Path(r["model"]).name, r["backend"], r["input_dtype"], str(r["threads"] or "-"),
+        backend = r["backend"] + (f" ({r['kernels']})" if r.get("kernels") not in (None, "xnnpack") else "")
+        rows.append((Path(r["model"]).name, backend, r["input_dtype"], str(r["threads"] or "-"),
                      str(r["batch"]), f"{r['file_size_bytes'] / 1024:.1f}", f"{lat['p50']:.3f}",
                      f"{lat['p90']:.3f}", f"{lat['p99']:.3f}", f"{lat['mean']:.3f}",
                      f"{r['invoke_ms']['mean']:.3f}", f"{r['overhead_pct']:.1f}%",

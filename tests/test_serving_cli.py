@@ -139,6 +139,9 @@ def test_predict_table_and_glob(art, folder, capsys):
     (["predikt"], "unknown command 'predikt' (did you mean: predict?)"),
     (["benchmark", "model=m.tflite", "runs=0"], "need runs >= 1"),
     (["benchmark", "model=m.pt"], "m.pt: unsupported model file suffix '.pt'"),
+    (["benchmark", "model=m.tflite", "kernels=builtn"], "kernels: 'builtn' is not one of xnnpack, builtin, "
+                                                        "reference (did you mean: builtin?)"),
+    (["benchmark", "model=m.onnx", "kernels=builtin"], "m.onnx is not a .tflite file"),
 ])
 def test_cli_errors_are_one_line(args, message, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
@@ -160,7 +163,7 @@ def test_cli_entry_point_runs_as_a_module(art):
 
 # --- benchmark -----------------------------------------------------------------------------
 
-FIELDS = {"model", "format", "backend", "task", "input_dtype", "file_size_bytes", "threads", "batch", "runs",
+FIELDS = {"model", "format", "backend", "kernels", "task", "input_dtype", "file_size_bytes", "threads", "batch", "runs",
           "warmup", "load_ms", "latency_ms", "invoke_ms", "overhead_ms", "overhead_pct",
           "throughput_ips", "peak_rss_mb", "machine"}
 
@@ -179,6 +182,14 @@ def test_benchmark_reports_every_field(art, name, batch):
     assert r["threads"] == 1 and r["batch"] == batch and r["peak_rss_mb"] > 0
     assert r["throughput_ips"] == pytest.approx(batch * 1e3 / lat["mean"], rel=1e-6)
     assert name in benchmark.format_table([r])
+    assert r["kernels"] == ("xnnpack" if name.endswith(".tflite") else None)
+
+
+def test_benchmark_on_litert_builtin_kernels(art, capsys):
+    rc = main(["benchmark", f"model={art.export / 'model_int8.tflite'}", "runs=3", "warmup=1",
+               "kernels=builtin"])
+    assert rc == 0
+    assert "tflite (builtin)" in capsys.readouterr().out
 
 
 def test_benchmark_cli_json_and_out(art, tmp_path, capsys):
