@@ -107,8 +107,12 @@ def sweep(name: str) -> dict[str, str]:
 
 def main(argv: list[str]) -> int:
     out, names = Path(argv[0]), argv[1:]
-    results = {name: sweep(name) for name in names}
-    out.write_text(json.dumps(results, indent=2))
+    results: dict[str, dict[str, str]] = {}
+    for name in names:   # written after each family, so a long sweep that is stopped keeps its part
+        results[name] = sweep(name)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(json.dumps(results, indent=2))
+        os.replace(tmp, out)
     return 0
 
 
