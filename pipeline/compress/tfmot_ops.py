@@ -332,15 +332,32 @@ def plain_weights(model: Any, keeper: Any) -> list[np.ndarray]:
     return out
 
 
+TINY = 1e-6   # the least |range| or BN gamma the converter is given (see refresh_weight_ranges)
+
+
 def refresh_weight_ranges(model: Any) -> None:
     """Set every weight quantizer's range to its weight's current one. tfmot's LastValue
     quantizer records the range in the forward pass, before that step's update, so a trained
     model's stored ranges are one step stale: the graph clips or under-uses them, while the
-    converter derives each (BN-folded) kernel's scales from the values themselves."""
+    converter derives each (BN-folded) kernel's scales from the values themselves.
+
+    No per-channel scale may be 0, or the converter fails ("scale out of expressed type range")
+    and leaves float ops in the int8 file: a kernel channel of zeros (pruned away) gets the
+    range +-TINY, and a BatchNormalization gamma of exactly 0 (ResNet's zero-init residual BN,
+    left at 0 when its channel never got a gradient) becomes TINY before the converter folds it
+    into the kernel: that channel's output stays its beta, to within 1e-6."""
     for layer in model.layers:
+        inner = getattr(layer, "layer", None)
+        if isinstance(inner, L.BatchNormalization) and inner.scale:
+            gamma = inner.gamma.numpy()
+            if np.any(gamma == 0):
+                inner.gamma.assign(np.where(gamma == 0, TINY, gamma).astype(gamma.dtype))
         for w, quantizer, qvars in getattr(layer, "_weight_vars", ()):   # QuantizeWrapper
             if isinstance(quantizer, qk.quantizers.LastValueQuantizer) and isinstance(qvars, dict):
                 quantizer(w, True, qvars)   # training=True assigns min_var/max_var from `w`
+                lo, hi = qvars["min_var"], qvars["max_var"]
+                lo.assign(np.minimum(lo.numpy(), -TINY))
+                hi.assign(np.maximum(hi.numpy(), TINY))
 
 
 def save_qat_graph(model: Any, path: str, input_shape: Sequence[int]) -> None:
