@@ -90,7 +90,8 @@ def bench_model(spec: str, args: argparse.Namespace, root: Path) -> list[dict]:
     name, width = spec.split(":")
     src = root / f"{name}-w{width}"
     t0 = time.perf_counter()
-    if not (src / "metrics.json").is_file():
+    args.reused = (src / "metrics.json").is_file()   # runs under --root are reused, not retrained
+    if not args.reused:
         if spec == QUICKSTART:   # exactly the main job's training (its data, recipe, epochs)
             train(dataclasses.replace(quickstart_training(), out=str(src), verbose=2))
         else:
@@ -145,6 +146,7 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     models = sorted({r["model"] for r in rows})
     fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 4.5), squeeze=False)
@@ -158,6 +160,7 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
                         textcoords="offset points")
         fig.colorbar(pts, ax=ax, label="p50 ms (1 thread)")
         ax.set(xscale="log", xlabel="gzip size (KB, log)", ylabel="test accuracy (%)", title=model)
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())   # no overlapping 3x10^2 4x10^2
         ax.grid(alpha=0.3)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
@@ -198,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
             "isa": isa, "cpus": os.cpu_count(),
             "per_class": "quickstart" if spec == QUICKSTART else args.per_class,
             "epochs": args.epochs, "tune_epochs": args.tune_epochs, "runs": args.runs,
-            "wall_seconds": time.perf_counter() - t_model, "machine": machine_info()}
+            "wall_seconds": time.perf_counter() - t_model, "machine": machine_info(),
+            "source_run_reused": args.reused}
         write_json(out, {"meta": {"isa": isa, "wall_seconds": time.perf_counter() - t0}, "models": models,
                          "rows": rows})
         plot(rows, RESULTS / f"{args.name}.png",
