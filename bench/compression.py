@@ -4,8 +4,9 @@
                                 [--epochs 10] [--tune-epochs 3] [--runs 100]
 
 For each model: train a source run (pipeline.train), export it (fp32, PTQ int8, ONNX int8), then
-pipeline.compress: pruned 50/75/90% (each exported fp32 + PTQ int8), 2:4, QAT (its int8 file from
-the QAT graph) and PQAT from the 75% run; every file is timed through serving (batch 1, 1 thread).
+pipeline.compress: pruned 50/75/90% (each exported fp32, PTQ int8 and tflite_sparse), 2:4, QAT
+(its int8 file from the QAT graph) and PQAT from the 75% run; every file is timed through serving
+(batch 1, 1 thread).
 The exports run with the gate's thresholds at 0 so every number is recorded; whether a file would
 pass the default gate is a column, and so is each int8 file's kernel floor (kernel_floor()).
 Writes bench/results/compression.json and .png (gzip size vs accuracy per model; a re-run of
@@ -38,9 +39,9 @@ NO_GATE = ["gate.tflite_fp32=0", "gate.tflite_fp16=0", "gate.tflite_dynamic=0", 
 # variant -> (compress args or None for the source, formats exported)
 VARIANTS = {
     "base": (None, "tflite_fp32,tflite_int8,onnx_int8"),
-    "pruned 50%": (["method=prune", "prune.sparsity=0.5"], "tflite_fp32,tflite_int8"),
-    "pruned 75%": (["method=prune", "prune.sparsity=0.75"], "tflite_fp32,tflite_int8"),
-    "pruned 90%": (["method=prune", "prune.sparsity=0.9"], "tflite_fp32,tflite_int8"),
+    "pruned 50%": (["method=prune", "prune.sparsity=0.5"], "tflite_fp32,tflite_int8,tflite_sparse"),
+    "pruned 75%": (["method=prune", "prune.sparsity=0.75"], "tflite_fp32,tflite_int8,tflite_sparse"),
+    "pruned 90%": (["method=prune", "prune.sparsity=0.9"], "tflite_fp32,tflite_int8,tflite_sparse"),
     "pruned 2:4": (["method=prune", "prune.structure=2:4"], "tflite_fp32,tflite_int8"),
     "QAT": (["method=qat"], "tflite_qat_int8"),
     "PQAT 75%": (["method=prune_qat"], "tflite_qat_int8"),   # from the pruned 75% run

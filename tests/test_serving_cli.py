@@ -163,8 +163,8 @@ def test_cli_entry_point_runs_as_a_module(art):
 
 # --- benchmark -----------------------------------------------------------------------------
 
-FIELDS = {"model", "format", "backend", "kernels", "task", "input_dtype", "file_size_bytes", "threads", "batch", "runs",
-          "warmup", "load_ms", "latency_ms", "invoke_ms", "overhead_ms", "overhead_pct",
+FIELDS = {"model", "format", "backend", "kernels", "task", "input_dtype", "file_size_bytes", "threads",
+          "batch", "runs", "warmup", "load_ms", "latency_ms", "invoke_ms", "overhead_ms", "overhead_pct",
           "throughput_ips", "peak_rss_mb", "machine"}
 
 

@@ -47,9 +47,12 @@ def tflite_sparsity(data: bytes, min_size: int = 16) -> dict[str, Any]:
             if buf is None or t.type not in types or t.shape is None or len(t.shape) < 2:
                 continue
             v = np.frombuffer(bytes(bytearray(buf)), dtype=types[t.type])
-            if v.size >= min_size:
+            dense = int(np.prod(t.shape))   # a sparse-encoded tensor (tflite_sparse) stores
+            stored_zeros = int(np.count_nonzero(v == 0))   # only its blocks with non-zeros
+            zeros = stored_zeros + (dense - v.size if t.sparsity is not None else 0)
+            if dense >= min_size:
                 name = t.name.decode() if isinstance(t.name, bytes) else str(t.name)
-                counts[name] = (int(np.count_nonzero(v == 0)), int(v.size))
+                counts[name] = (zeros, dense if t.sparsity is not None else int(v.size))
     return _summary(counts)
 
 

@@ -30,6 +30,7 @@ class GateConfig:
     onnx: float = 0.995
     onnx_int8: float = 0.97
     tflite_qat_int8: float = 0.97       # against the QAT graph the file was made from
+    tflite_sparse: float = 0.995
     max_accuracy_drop: float = 0.02
     max_abs_diff: float | None = None   # optional bound on |p_artifact - p_keras|, every format
     det_max_drop: float = 0.01          # detectors: largest mAP@.5 and mAP@[.5:.95] drop, fp32/onnx

@@ -21,10 +21,16 @@ Quantization variants (TensorFlow Lite post-training quantization guide):
                   measured as not faithful, so QAT runs get this one too)
   tflite_qat_int8 full integer from a QAT run's own graph (pipeline.compress method=qat or
                   prune_qat): the learned ranges, not a calibration, set the activation scales
+  tflite_sparse   float32 with TFLite's sparse weight encoding (Optimize.EXPERIMENTAL_SPARSITY):
+                  a pruned model's zeros are not stored, but their indices are (resnet18 at 75%
+                  zeros: 0.84x of the dense fp32 file, which gzips smaller), and it ran no faster
+                  on x86. Only fp32: int8 + sparsity files failed to load with XNNPACK
+                  (../shared/STACK.md). Never a default: formats=tflite_sparse asks for it
 
 The `runs` column says which runs a format applies to: "float" (a trained, fine-tuned or pruned
 run: its model.keras is the model) and "qat" (a QAT run: its qat/saved_model graph is the
-model); an export with no formats= gives every format that applies to the run.
+model); an export with no formats= gives every format that applies to the run (tflite_sparse:
+only when asked for by name).
 
 The `tasks` column says which model tasks a format takes. A detector (task detection) is
 exported with box decoding and NMS inside the file (pipeline.export.detection), builtin LiteRT
@@ -115,6 +121,8 @@ FORMATS: dict[str, FormatSpec] = {f.name: f for f in (
     FormatSpec("tflite_qat_int8", "tflite", "int8", "int8", ("io", "calib_samples"),
                calibrated=True, lossy=True, runs=("qat",), file="qat_int8",
                help="TFLite full integer from a QAT run's graph (its learned ranges)"),
+    FormatSpec("tflite_sparse", "tflite", "float32", "float32", (), runs=(),
+               help="TFLite float32, sparse weight encoding (pruned models: smaller file)"),
 )}
 
 

@@ -89,6 +89,8 @@ def convert(model: Any, spec: FormatSpec, options: dict[str, Any], *,
     if spec.name == "tflite_fp16":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.target_spec.supported_types = [tf.float16]
+    elif spec.name == "tflite_sparse":   # float32 weights, zeros left out (block-sparse encoding)
+        conv.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
     elif spec.name == "tflite_dynamic":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
     elif spec.name in ("tflite_int8", "tflite_qat_int8"):   # a QAT graph from before QuantNormalize:
