@@ -45,7 +45,7 @@ def _export_qat_int8(model, keras3, qplan, x, work: Path) -> None:
     ops.refresh_weight_ranges(model)   # as pipeline.compress does before it saves the graph
     ops.save_qat_graph(model, str(graph), x.shape[1:])
     write_json(graph.parent / "info.json", {"weights": "per_channel",
-                                            "needs_calibration": "normalize" not in qplan.values()})
+                                            "needs_calibration": ops.needs_calibration(qplan)})
     data = convert(keras3, get_format("tflite_qat_int8"), {"io": "float"}, calibration=x.astype(np.uint8),
                    workdir=work, graph=graph)
     interp = Interpreter(model_content=data)

@@ -262,6 +262,15 @@ def quantize_plan(model: Any) -> dict[str, str]:
     return plan
 
 
+def needs_calibration(plan: dict[str, str]) -> bool:
+    """Whether the QAT graph's int8 file needs a representative dataset: only if some tensor has
+    no range of its own in the graph, i.e. without the quantized input Rescaling, or with a
+    NoQuant layer (AveragePooling2D: DenseNet's transitions). Converting such a graph from its
+    ranges alone leaves float ops (densenet_small: 102 float32 tensors)."""
+    kinds = set(plan.values())
+    return "normalize" not in kinds or "none" in kinds
+
+
 def wrap_qat(model: Any, plan: dict[str, str], *, per_tensor: bool, preserve_sparsity: bool) -> Any:
     """The twin annotated per layer (quantize_plan), then quantize_apply'd."""
     configs = {"output": OutputQuant, "none": NoQuant}

@@ -161,8 +161,7 @@ def stage(cfg: Any, tune: Any, method: str, start: str, out: Path) -> dict[str, 
                 shutil.rmtree(graph)
             os.replace(tmp, graph)
             write_json(qat_dir / "info.json", {**info["qat"], "input_shape": list(contract.input_shape),
-                                               # input + its Rescaling quantized: export needs no calibration
-                                               "needs_calibration": not info["qat"]["layers"]["normalize"]})
+                                               "needs_calibration": ops.needs_calibration(qplan)})
         else:
             result["accuracy_after"] = {s: _evaluate(final, dataset(s), n) for s in ("val", "test")}
         acc = {k: "n/a" if result[k]["test"] is None else f"{result[k]['test']:.4f}"
