@@ -100,8 +100,10 @@ def bench_model(spec: str, args: argparse.Namespace, root: Path) -> list[dict]:
             train(load_config(TrainConfig, [*opts, f"out={src}"]))
     train_s = time.perf_counter() - t0
     from pipeline.export.sources import load_images, resolve_run
+    from pipeline.tasks import get_task
 
-    test = load_images(resolve_run(str(src)), calib_samples=0, test_samples=0, seed=0).test
+    test = load_images(resolve_run(str(src)), get_task("classification"), calib_samples=0,
+                       test_samples=0, seed=0).test
     rows = []
     for variant, (how, formats) in VARIANTS.items():
         run, seconds = src, train_s

@@ -78,9 +78,9 @@ def table(rows: list[dict]) -> str:
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    from pipeline.plots import _pyplot, _save
+    from pipeline.plots import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.8))
     for r in rows:
         ax.plot(range(1, len(r["val_map_curve"]) + 1), r["val_map_curve"], marker=".",
@@ -91,7 +91,7 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.legend(fontsize=7)
     ax.set_title("SSD on shapes_det 128x128, from scratch", fontsize=9)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:

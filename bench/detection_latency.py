@@ -5,7 +5,7 @@
 
 For a detection run dir: the normal export (pipeline.export, gated: tflite_fp32 and tflite_int8
 WITH decoding + NMS inside the file) and the same two recipes on the raw detector WITHOUT
-decoding/NMS (pipeline.export.tflite.convert(..., with_nms=False): the same converter code, the
+decoding/NMS (pipeline.export.tflite.convert(..., task=RawGraph()): the same converter code, the
 same calibration images). The four files are timed in ONE process, interleaved (one invoke of
 each per round, so load from other processes hits them alike), on one fixed test image: the
 LiteRT invoke plus reading the outputs (serving's Backend.run_all). The NMS files are also timed
@@ -71,17 +71,20 @@ def export_files(run: Path, workdir: Path) -> tuple[dict[str, Path], dict[str, d
     from pipeline.export.formats import FORMATS as TABLE
     from pipeline.export.sources import load_images, resolve_run
     from pipeline.export.tflite import convert
+    from pipeline.tasks import get_task
+    from pipeline.tasks.detection.export import RawGraph
 
+    task = get_task("detection")
     result = export(load_config(ExportConfig, [f"model={run}", f"formats={','.join(FORMATS)}",
                                                "verbose=false"]))
     rows = {a["format"]: a for a in result.artifacts}
     files = {f"{f} +nms": result.out_dir / rows[f]["file"] for f in FORMATS}
     calib_samples = rows["tflite_int8"]["options"]["calib_samples"]
-    images = load_images(resolve_run(str(run), ""), calib_samples=calib_samples, test_samples=0, seed=0)
+    images = load_images(resolve_run(str(run), ""), task, calib_samples=calib_samples, test_samples=0, seed=0)
     model = load_model(run / "model.keras")
     for f in FORMATS:   # the export's recipe and calibration, without decoding + NMS
         data = convert(model, TABLE[f], rows[f]["options"], calibration=images.calibration,
-                       workdir=workdir, with_nms=False)
+                       workdir=workdir, task=RawGraph())
         files[f"{f} raw"] = workdir / f"{f}_raw.tflite"
         files[f"{f} raw"].write_bytes(data)
     for label, nms in VARIANTS.items():   # the same recipe, other NMS settings baked in
@@ -91,7 +94,7 @@ def export_files(run: Path, workdir: Path) -> tuple[dict[str, Path], dict[str, d
         (workdir / label).mkdir()
         for f in FORMATS:
             data = convert(variant, TABLE[f], rows[f]["options"], calibration=images.calibration,
-                           workdir=workdir / label)
+                           workdir=workdir / label, task=task)
             files[f"{f} {label}"] = workdir / label / f"{f}.tflite"
             files[f"{f} {label}"].write_bytes(data)
     # the fixed image: the test scene with the most objects (NMS has real work to do)

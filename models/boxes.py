@@ -11,8 +11,9 @@ paper (Liu et al. 2016, "SSD: Single Shot MultiBox Detector"):
   (one (A, G) IoU matrix, an argmax each way and one scatter: no Python loop over anchors);
 - `encode_offsets` / `decode_offsets` (d2l 14.4.3, SSD eq. 2): centre offsets divided by the
   anchor size and log size ratios, scaled by the variances (0.1, 0.2);
-- `multibox_detection`: decode, then per-class NMS with `tf.image.combined_non_max_suppression`
-  (d2l 14.4.4).
+- `iou_numpy`: pairwise_iou's numpy twin for code without TensorFlow.
+Prediction (decode + NMS, d2l 14.4.4) is models.decoder: the one decoder of evaluation, the
+exported files, serving and the demo.
 
 Anchors are made once per model with numpy (they depend only on the feature-map sizes); the
 per-image functions are TensorFlow ops so they run inside tf.data and inside the loss.
@@ -179,24 +180,17 @@ def multibox_target(anchors, gt_boxes, gt_labels, iou_threshold: float = 0.5,
     return tf.concat([offsets, tf.cast(cls, tf.float32)[:, None]], axis=-1)
 
 
-# ------------------------------------------------------------------ prediction
+# ------------------------------------------------------------------ numpy (serving, no TensorFlow)
 
 
-def multibox_detection(class_probs, offsets, anchors, *, score_threshold: float = 0.05,
-                       iou_threshold: float = 0.5, max_detections: int = 100,
-                       variances: Sequence[float] = VARIANCES):
-    """Per-class NMS over decoded boxes of a batch (d2l 14.4.4 multibox_detection).
-
-    class_probs (B, A, C + 1) softmax with background at 0, offsets (B, A, 4) ->
-    boxes (B, K, 4) normalised corners clipped to 0..1, scores (B, K), classes (B, K) int32
-    (0-based object classes), count (B,) valid rows; K = max_detections.
-    """
-    tf = _tf()
-    boxes = decode_offsets(anchors, offsets, variances)                           # (B, A, 4)
-    scores = tf.convert_to_tensor(class_probs, tf.float32)[..., 1:]               # (B, A, C)
-    nms = tf.image.combined_non_max_suppression(
-        boxes[:, :, None, :], scores, max_output_size_per_class=max_detections,
-        max_total_size=max_detections, iou_threshold=iou_threshold,
-        score_threshold=score_threshold, clip_boxes=True)
-    return (nms.nmsed_boxes, nms.nmsed_scores, tf.cast(nms.nmsed_classes, tf.int32),
-            nms.valid_detections)
+def iou_numpy(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one corner box (4,) with each of boxes (M, 4) -> (M,); 0 where both are empty.
+    The numpy twin of pairwise_iou for code that runs without TensorFlow (serving, the demo)."""
+    box, boxes = np.asarray(box, np.float64), np.asarray(boxes, np.float64).reshape(-1, 4)
+    lo = np.maximum(box[:2], boxes[:, :2])                          # (M, 2)
+    hi = np.minimum(box[2:], boxes[:, 2:])                          # (M, 2)
+    inter = np.prod(np.clip(hi - lo, 0, None), axis=1)              # (M,)
+    area = np.prod(np.clip(box[2:] - box[:2], 0, None))
+    areas = np.prod(np.clip(boxes[:, 2:] - boxes[:, :2], 0, None), axis=1)
+    union = area + areas - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from models.decoder import DetectionSettings
+
 IMAGENET_MEAN = (123.675, 116.28, 103.53)  # ImageNet RGB statistics in 0..255 units
 IMAGENET_STD = (58.395, 57.12, 57.375)
 GRAY_MEAN = (114.495,)  # 0.449 * 255: the mean of IMAGENET_MEAN, used for 1-channel inputs
@@ -79,6 +81,16 @@ class DataContract:
     @property
     def num_classes(self) -> int:
         return len(self.labels)
+
+    @property
+    def detection(self) -> DetectionSettings:
+        """A detector's anchors, box encoding and NMS settings, typed (models.decoder)."""
+        if self.task != "detection" or "anchor_spec" not in self.extra:
+            raise ContractError("this model's contract has no anchors: not a detector")
+        try:
+            return DetectionSettings.from_extra(self.extra)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ContractError(f"bad detection block in the contract: {e!r}") from None
 
     def replace(self, **changes: Any) -> DataContract:
         return dataclasses.replace(self, **changes)

@@ -27,6 +27,16 @@ import numpy as np
 
 from models import boxes as B
 from models.contract import DataContract
+from models.decoder import make_anchors
+from models.factory import (
+    check_input,
+    input_stem,
+    keras_or_default,
+    labels_and_normalization,
+    plain,
+    resolve_config,
+    set_contract,
+)
 from models.layers import act, bn, conv_bn_act
 from models.options import OptionError, replace_checked, suggest
 
@@ -76,8 +86,6 @@ def split_options(name: str, overrides: dict[str, Any]) -> tuple[SSD, dict[str, 
     if name not in DETECTORS:
         raise OptionError(f"unknown detector {name!r}{suggest(name, DETECTORS)}; detectors: "
                           f"{', '.join(DETECTORS)}")
-    from models.factory import resolve_config
-
     own = {f.name for f in dataclasses.fields(SSD)}
     ssd = replace_checked(SSD(), {k: v for k, v in overrides.items() if k in own}, f"option for {name}")
     ssd.validate()
@@ -125,20 +133,11 @@ def scale_sizes(ssd: SSD, num_scales: int) -> list[tuple[float, ...]]:
     return B.ssd_sizes(num_scales, ssd.min_scale, ssd.max_scale)
 
 
-def make_anchors(spec: dict[str, Any]) -> np.ndarray:
-    """float32 (A, 4) normalised corner anchors from a contract's anchor spec, scales in order."""
-    return np.concatenate([B.multibox_prior(h, w, sizes, spec["ratios"], spec["aspect"])
-                           for (h, w), sizes in zip(spec["feature_maps"], spec["sizes"])])
-
-
 def anchors_of(contract: DataContract) -> np.ndarray:
     """The anchors a detector's contract carries (regenerated from the spec if not stored)."""
-    extra = contract.extra
-    if contract.task != "detection" or "anchor_spec" not in extra:
+    if contract.task != "detection" or "anchor_spec" not in contract.extra:
         raise OptionError("this model's contract has no anchors: not a detector")
-    if "anchors" in extra:
-        return np.asarray(extra["anchors"], np.float32).reshape(-1, 4)
-    return make_anchors(extra["anchor_spec"])
+    return contract.detection.anchors()
 
 
 def create_detector(name: str, *, num_classes: int, input_shape: Sequence[int],
@@ -147,24 +146,14 @@ def create_detector(name: str, *, num_classes: int, input_shape: Sequence[int],
                     **overrides: Any) -> Any:
     """Build detector `name` ("ssd") on `backbone=` any registered family; returns a keras.Model
     whose output "detections" is (B, A, 4 + num_classes + 1), with its contract attached."""
-    from models.factory import (
-        _check_input,
-        _keras,
-        _plain,
-        _stem,
-        labels_and_normalization,
-        resolve_config,
-        set_contract,
-    )
-
     ssd, family_opts = split_options(name, overrides)
     cfg = resolve_config(ssd.backbone, family_opts)
-    shape = _check_input(ssd.backbone, cfg, input_shape)
+    shape = check_input(ssd.backbone, cfg, input_shape)
     labels, mean, std = labels_and_normalization(num_classes, labels, mean, std, shape[2])
 
-    k = _keras(keras_module)
+    k = keras_or_default(keras_module)
     lite = ssd.head == "ssdlite"
-    inputs, x = _stem(k, shape, mean, std)
+    inputs, x = input_stem(k, shape, mean, std)
     maps = pick_maps(cfg.backbone(k, x), ssd.max_backbone_maps)
     for i in range(ssd.extra_blocks):
         if min(maps[-1].shape[1], maps[-1].shape[2]) <= 1:
@@ -198,5 +187,5 @@ def create_detector(name: str, *, num_classes: int, input_shape: Sequence[int],
     contract = DataContract(
         input_shape=shape, labels=labels, mean=mean, std=std, task="detection", output="logits",
         architecture={"name": name, "num_classes": num_classes, "input_shape": list(shape),
-                      "overrides": _plain(overrides)}, extra=extra)
+                      "overrides": plain(overrides)}, extra=extra)
     return set_contract(model, contract)

@@ -33,7 +33,7 @@ def resolve_config(name: str, overrides: dict[str, Any]) -> Family:
     return cfg
 
 
-def _check_input(name: str, cfg: Family, input_shape: Sequence[int]) -> tuple[int, int, int]:
+def check_input(name: str, cfg: Family, input_shape: Sequence[int]) -> tuple[int, int, int]:
     shape = tuple(int(v) for v in input_shape)
     if len(shape) != 3:
         raise OptionError(f"input_shape must be (height, width, channels), got {tuple(input_shape)}")
@@ -44,14 +44,14 @@ def _check_input(name: str, cfg: Family, input_shape: Sequence[int]) -> tuple[in
     return shape  # type: ignore[return-value]
 
 
-def _keras(keras_module: Any) -> Any:
+def keras_or_default(keras_module: Any) -> Any:
     if keras_module is None:
         import keras
         return keras
     return keras_module
 
 
-def _stem(k: Any, shape: tuple[int, int, int], mean: Sequence[float], std: Sequence[float]):
+def input_stem(k: Any, shape: tuple[int, int, int], mean: Sequence[float], std: Sequence[float]):
     inputs = k.Input(shape=shape, name="image")  # raw pixels, 0..255
     scale = [1.0 / s for s in std]
     offset = [-m / s for m, s in zip(mean, std)]
@@ -80,11 +80,11 @@ def create_model(name: str, *, num_classes: int, input_shape: Sequence[int],
                  **overrides: Any) -> Any:
     """Build registered model `name` as a classifier; returns a keras.Model with its contract."""
     cfg = resolve_config(name, overrides)
-    shape = _check_input(name, cfg, input_shape)
+    shape = check_input(name, cfg, input_shape)
     labels, mean, std = labels_and_normalization(num_classes, labels, mean, std, shape[2])
 
-    k = _keras(keras_module)
-    inputs, x = _stem(k, shape, mean, std)
+    k = keras_or_default(keras_module)
+    inputs, x = input_stem(k, shape, mean, std)
     logits = cfg.head(k, cfg.backbone(k, x), num_classes)
     probs = k.layers.Activation("softmax", dtype="float32", name="probs")(logits)
     model = k.Model(inputs, probs, name=name)
@@ -92,7 +92,7 @@ def create_model(name: str, *, num_classes: int, input_shape: Sequence[int],
     contract = DataContract(
         input_shape=shape, labels=labels, mean=mean, std=std,
         architecture={"name": name, "num_classes": num_classes, "input_shape": list(shape),
-                      "overrides": _plain(overrides)})
+                      "overrides": plain(overrides)})
     return set_contract(model, contract)
 
 
@@ -102,10 +102,10 @@ def create_backbone(name: str, *, input_shape: Sequence[int], mean: Sequence[flo
     """The family's feature extractor: a keras.Model whose outputs are a dict of named feature
     maps {"stride4": ..., "stride8": ..., "stride16": ..., "stride32": ...} (those that exist)."""
     cfg = resolve_config(name, overrides)
-    shape = _check_input(name, cfg, input_shape)
+    shape = check_input(name, cfg, input_shape)
     d_mean, d_std = default_normalization(shape[2])
-    k = _keras(keras_module)
-    inputs, x = _stem(k, shape, tuple(mean or d_mean), tuple(std or d_std))
+    k = keras_or_default(keras_module)
+    inputs, x = input_stem(k, shape, tuple(mean or d_mean), tuple(std or d_std))
     return k.Model(inputs, cfg.backbone(k, x), name=f"{name}_backbone")
 
 
@@ -134,10 +134,10 @@ def get_contract(model: Any) -> DataContract:
     return contract
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """Tuples -> lists, recursively, so the architecture record is JSON/YAML friendly."""
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain(v) for k, v in value.items()}
     return value

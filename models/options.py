@@ -12,6 +12,7 @@ import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -128,3 +129,62 @@ def replace_checked(obj: Any, overrides: Mapping[str, Any], what: str) -> Any:
     hints = typing.get_type_hints(type(obj))
     typed = {k: coerce(v, hints[k], k) for k, v in overrides.items()}
     return dataclasses.replace(obj, **typed)
+
+
+def internal(f: dataclasses.Field) -> bool:
+    """A field the program fills, not a user option: not a key, not saved, not in --help."""
+    return bool(f.metadata.get("internal"))
+
+
+def is_section(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def field_default(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return None if f.default is dataclasses.MISSING else f.default
+
+
+def to_dict(obj: Any) -> Any:
+    """Config -> plain YAML-able data (tuples become lists)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj) if not internal(f)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, Mapping):
+        return {str(k): to_dict(v) for k, v in obj.items()}
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def describe(cls: type, prefix: str = "", defaults: Any = None) -> list[tuple[str, str, str]]:
+    """(key, type, default) rows for --help, sections flattened with dots.
+
+    A section's defaults are those of the instance its parent creates (a parent may build it
+    with other values than the section class's own defaults)."""
+    rows = []
+    hints = typing.get_type_hints(cls)
+    shown = {field: alias for alias, field in getattr(cls, "ALIASES", {}).items()}
+    for f in dataclasses.fields(cls):
+        if not f.init or internal(f):
+            continue
+        tp = hints[f.name]
+        key = f"{prefix}{shown.get(f.name, f.name)}"
+        if defaults is not None:
+            value = getattr(defaults, f.name)
+            if is_section(tp):
+                rows += describe(tp, key + ".", value)
+            else:
+                name = getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+                rows.append((key, name, repr(to_dict(value))))
+            continue
+        if is_section(tp):
+            rows += describe(tp, key + ".", field_default(f))
+            continue
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING  # type: ignore[misc]
+        default = "(required)" if required else field_default(f)
+        name = getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+        rows.append((key, name, repr(to_dict(default)) if default != "(required)" else default))
+    return rows

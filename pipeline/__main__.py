@@ -38,7 +38,7 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
                "export a run to TFLite/ONNX, gate each file against Keras, write a manifest"),
     "report": ("pipeline.report", "ReportConfig", "report",
                "benchmark a run's exported files: report.md, report.json, pareto.png"),
-    "make-shapes": ("pipeline.data.shapes", "MakeShapesConfig", "make_shapes",
+    "make-shapes": ("pipeline.make_shapes", "MakeShapesConfig", "make_shapes",
                     "write the generated shapes dataset to disk as an image folder (task=detection: "
                     "shapes_det scenes with boxes in format=coco|voc|yolo|csv layout)"),
 }
@@ -60,7 +60,7 @@ def _is_domain_error(e: BaseException) -> bool:
 
 
 def _help_epilog(config_cls: type) -> str:
-    from pipeline.config import describe
+    from models.options import describe
 
     rows = describe(config_cls)
     width = max((len(k) for k, _, _ in rows), default=10)

@@ -24,7 +24,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "standard": {"hflip": True, "crop_scale": (0.25, 1.0), "crop_ratio": (3 / 4, 4 / 3),
                  "brightness": 0.3, "contrast": 0.3, "saturation": 0.3, "hue": 0.02},
     # SSD's recipe (Liu et al. 2016, section 2.2 "Data augmentation"): random crop or zoom-out
-    # ("expand"), flip, photometric jitter; with task=detection the boxes follow (pipeline.augment_det)
+    # ("expand"), flip, photometric jitter; with task=detection the boxes follow (pipeline.tasks.detection.augment)
     "ssd": {"hflip": True, "crop_scale": (0.3, 1.0), "crop_ratio": (0.5, 2.0), "zoom_out": 2.0,
             "brightness": 0.3, "contrast": 0.3, "saturation": 0.3, "hue": 0.02},
     "strong": {"hflip": True, "vflip": True, "crop_scale": (0.08, 1.0), "crop_ratio": (3 / 4, 4 / 3),
@@ -117,18 +117,18 @@ def _tf():
     return tf
 
 
-def _uniform(seed, n, lo, hi):
+def uniform(seed, n, lo, hi):
     tf = _tf()
     return tf.random.stateless_uniform([n], seed, lo, hi, dtype=tf.float32)
 
 
-def _crop_boxes(cfg: AugmentConfig, n, seed):
+def crop_boxes(cfg: AugmentConfig, n, seed):
     """Random resized crop as (B,) fractions x0, y0, sx, sy of the image: area share in
     crop_scale, log-uniform aspect w/h in crop_ratio, box kept inside the image."""
     tf = _tf()
     s = tf.random.experimental.stateless_split(seed, 3)
-    area = _uniform(s[0], n, *cfg.crop_scale)
-    ratio = tf.exp(_uniform(s[1], n, math.log(cfg.crop_ratio[0]), math.log(cfg.crop_ratio[1])))
+    area = uniform(s[0], n, *cfg.crop_scale)
+    ratio = tf.exp(uniform(s[1], n, math.log(cfg.crop_ratio[0]), math.log(cfg.crop_ratio[1])))
     sx = tf.minimum(tf.sqrt(area * ratio), 1.0)
     sy = tf.minimum(tf.sqrt(area / ratio), 1.0)
     u = tf.random.stateless_uniform([n, 2], s[2], dtype=tf.float32)
@@ -140,8 +140,8 @@ def _flips(cfg: AugmentConfig, n, seed):
     tf = _tf()
     s = tf.random.experimental.stateless_split(seed, 2)
     no = tf.zeros([n], tf.bool)
-    return (_uniform(s[0], n, 0, 1) < 0.5 if cfg.hflip else no,
-            _uniform(s[1], n, 0, 1) < 0.5 if cfg.vflip else no)
+    return (uniform(s[0], n, 0, 1) < 0.5 if cfg.hflip else no,
+            uniform(s[1], n, 0, 1) < 0.5 if cfg.vflip else no)
 
 
 def geometric_matrices(cfg: AugmentConfig, n, height: int, width: int, seed):
@@ -160,16 +160,16 @@ def geometric_matrices(cfg: AugmentConfig, n, height: int, width: int, seed):
     # x -> (W-1) - x when flipped
     flip = mat([[fx, zero, (1 - fx) / 2 * (w - 1)], [zero, fy, (1 - fy) / 2 * (h - 1)],
                 [zero, zero, one]])
-    theta = _uniform(s[1], n, -1, 1) * math.radians(cfg.rotation)
-    zoom = _uniform(s[2], n, 1 - cfg.zoom, 1 + cfg.zoom)      # >1: content magnified
-    tx = _uniform(s[3], n, -cfg.translate, cfg.translate) * w
-    ty = _uniform(s[4], n, -cfg.translate, cfg.translate) * h
+    theta = uniform(s[1], n, -1, 1) * math.radians(cfg.rotation)
+    zoom = uniform(s[2], n, 1 - cfg.zoom, 1 + cfg.zoom)      # >1: content magnified
+    tx = uniform(s[3], n, -cfg.translate, cfg.translate) * w
+    ty = uniform(s[4], n, -cfg.translate, cfg.translate) * h
     cos, sin = tf.cos(theta) / zoom, tf.sin(theta) / zoom
     cx, cy = (w - 1) / 2, (h - 1) / 2
     # p_in = c + R(theta)/zoom (p_out - c) - t
     rzt = mat([[cos, -sin, cx - cos * cx + sin * cy - tx], [sin, cos, cy - sin * cx - cos * cy - ty],
                [zero, zero, one]])
-    x0, y0, sx, sy = _crop_boxes(cfg, n, s[5])
+    x0, y0, sx, sy = crop_boxes(cfg, n, s[5])
     # pixel centres: x_in + 0.5 = x0 * W + (x_out + 0.5) * sx
     crop = mat([[sx, zero, x0 * w + 0.5 * sx - 0.5], [zero, sy, y0 * h + 0.5 * sy - 0.5],
                 [zero, zero, one]])
@@ -185,7 +185,7 @@ def apply_geometric(images, cfg: AugmentConfig, seed):
     if not (cfg.rotation or cfg.zoom or cfg.translate):
         s = tf.random.experimental.stateless_split(seed, 2)
         hf, vf = _flips(cfg, n, s[0])
-        x0, y0, sx, sy = _crop_boxes(cfg, n, s[1])
+        x0, y0, sx, sy = crop_boxes(cfg, n, s[1])
         x1, y1 = x0 + sx, y0 + sy
         # a box given right-to-left (bottom-to-top) samples the crop mirrored
         boxes = tf.stack([tf.where(vf, y1, y0), tf.where(hf, x1, x0),
@@ -203,15 +203,15 @@ def colour_matrices(cfg: AugmentConfig, n, seed):
     tf = _tf()
     s = tf.random.experimental.stateless_split(seed, 3)
     eye = tf.eye(3, batch_shape=[n])
-    b = _uniform(s[0], n, 1 - cfg.brightness, 1 + cfg.brightness)[:, None, None]
-    sat = _uniform(s[1], n, 1 - cfg.saturation, 1 + cfg.saturation)[:, None, None]
+    b = uniform(s[0], n, 1 - cfg.brightness, 1 + cfg.brightness)[:, None, None]
+    sat = uniform(s[1], n, 1 - cfg.saturation, 1 + cfg.saturation)[:, None, None]
     luma = tf.constant(LUMA, tf.float32)
     grey = luma[:, None] * tf.ones([1, 3])            # (3, 3): x @ grey puts luma.x in each channel
     m = b * (sat * eye + (1 - sat) * grey[None])
     if cfg.hue:
         # Hue turns as a rotation of the chroma plane of YIQ.
         k = tf.constant([[0.299, 0.596, 0.211], [0.587, -0.274, -0.523], [0.114, -0.322, 0.312]])
-        phi = _uniform(s[2], n, -cfg.hue, cfg.hue) * 2 * math.pi
+        phi = uniform(s[2], n, -cfg.hue, cfg.hue) * 2 * math.pi
         c, si, o, z = tf.cos(phi), tf.sin(phi), tf.ones([n]), tf.zeros([n])
         rot = tf.stack([tf.stack([o, z, z], -1), tf.stack([z, c, si], -1), tf.stack([z, -si, c], -1)], 1)
         m = m @ (k[None] @ rot @ tf.linalg.inv(k)[None])
@@ -225,7 +225,7 @@ def apply_colour(images, cfg: AugmentConfig, seed):
     shape = tf.shape(images)
     n, channels = shape[0], images.shape[-1]
     s = tf.random.experimental.stateless_split(seed, 2)
-    c = _uniform(s[1], n, 1 - cfg.contrast, 1 + cfg.contrast)                  # (B,)
+    c = uniform(s[1], n, 1 - cfg.contrast, 1 + cfg.contrast)                  # (B,)
     flat = tf.reshape(images, [n, -1, channels])                               # (B, H*W, C)
     mean = tf.reduce_mean(flat, axis=1)                                        # (B, C)
     if channels == 3:
@@ -233,7 +233,7 @@ def apply_colour(images, cfg: AugmentConfig, seed):
         mean_grey = tf.linalg.matvec(m, mean, transpose_a=True) @ tf.constant(LUMA)[:, None]  # (B, 1)
         out = flat @ (c[:, None, None] * m) + ((1 - c)[:, None] * mean_grey)[:, None, :]
     else:
-        b = _uniform(tf.random.experimental.stateless_split(s[0], 1)[0], n,
+        b = uniform(tf.random.experimental.stateless_split(s[0], 1)[0], n,
                      1 - cfg.brightness, 1 + cfg.brightness)[:, None]           # (B, 1)
         out = flat * (c[:, None] * b)[:, None, :] + ((1 - c)[:, None] * b * mean)[:, None, :]
     return tf.reshape(out, shape)
@@ -255,7 +255,7 @@ def gaussian_noise(shape, seed):
 def apply_noise(images, cfg: AugmentConfig, seed):
     tf = _tf()
     s = tf.random.experimental.stateless_split(seed, 2)
-    sigma = _uniform(s[0], tf.shape(images)[0], 0, cfg.noise)[:, None, None, None]
+    sigma = uniform(s[0], tf.shape(images)[0], 0, cfg.noise)[:, None, None, None]
     return images + sigma * gaussian_noise(tf.shape(images), s[1])
 
 

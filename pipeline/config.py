@@ -21,13 +21,22 @@ from typing import Any, TypeVar
 import yaml
 
 from models.atomic import write_text
-from models.options import OptionError, coerce, parse_kv, suggest
+from models.options import (  # noqa: F401 (describe, to_dict: pipeline.config's public names too)
+    OptionError,
+    coerce,
+    describe,
+    field_default,
+    internal,
+    is_section,
+    parse_kv,
+    suggest,
+    to_dict,
+)
 
 T = TypeVar("T")
 
 
-def _is_section(tp: Any) -> bool:
-    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+GIVEN = "given"   # an internal field that load_config fills with the dotted keys the user set
 
 
 def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
@@ -43,12 +52,6 @@ def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
         node[leaf]["__shorthand__"] = value
     else:
         node[leaf] = value
-
-
-def _field_default(f: dataclasses.Field) -> Any:
-    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-        return f.default_factory()  # type: ignore[misc]
-    return None if f.default is dataclasses.MISSING else f.default
 
 
 def build(cls: type[T], raw: Mapping[str, Any] | None, path: str = "", base: Any = None) -> T:
@@ -68,7 +71,7 @@ def build(cls: type[T], raw: Mapping[str, Any] | None, path: str = "", base: Any
         raw.setdefault(short, raw.pop("__shorthand__"))
     if short is not None and short in raw:
         base = None
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and not internal(f)}
     hints = typing.get_type_hints(cls)
     extra_field = getattr(cls, "EXTRA", None)
     kwargs: dict[str, Any] = {}
@@ -83,10 +86,10 @@ def build(cls: type[T], raw: Mapping[str, Any] | None, path: str = "", base: Any
             raise OptionError(f"unknown key {where!r}{suggest(key, shown.values())}; "
                               f"known: {', '.join(sorted(shown.values()))}")
         tp = hints[key]
-        if _is_section(tp):
+        if is_section(tp):
             if not isinstance(value, Mapping):
                 value = {"__shorthand__": value}
-            child = getattr(base, key) if base is not None else _field_default(fields[key])
+            child = getattr(base, key) if base is not None else field_default(fields[key])
             kwargs[key] = build(tp, value, where, child if dataclasses.is_dataclass(child) else None)
         else:
             kwargs[key] = coerce(value, tp, where)
@@ -127,8 +130,9 @@ def load_config(cls: type[T], overrides: Mapping[str, Any] | list[str] | None = 
         _set_dotted(tree, key, value)
     obj = build(cls, tree)
     # which keys the user set (file or overrides), dotted, for stages whose defaults depend on
-    # the data (pipeline.recipes); not a field, so it is neither saved nor compared
-    object.__setattr__(obj, "_given", frozenset(_paths(tree)))
+    # the data (pipeline.recipes): an internal field, neither saved nor compared
+    if any(f.name == GIVEN and internal(f) for f in dataclasses.fields(obj)):
+        obj = dataclasses.replace(obj, **{GIVEN: frozenset(_paths(tree))})
     return obj
 
 
@@ -143,19 +147,6 @@ def _paths(tree: Mapping[str, Any], prefix: str = "") -> list[str]:
     return out
 
 
-def to_dict(obj: Any) -> Any:
-    """Config -> plain YAML-able data (tuples become lists)."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, (list, tuple)):
-        return [to_dict(v) for v in obj]
-    if isinstance(obj, Mapping):
-        return {str(k): to_dict(v) for k, v in obj.items()}
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
 def dump_config(obj: Any) -> str:
     return yaml.safe_dump(to_dict(obj), sort_keys=False)
 
@@ -163,34 +154,3 @@ def dump_config(obj: Any) -> str:
 def save_config(obj: Any, path: str | os.PathLike) -> Path:
     """Write the resolved config as YAML, atomically."""
     return write_text(path, dump_config(obj))
-
-
-def describe(cls: type, prefix: str = "", defaults: Any = None) -> list[tuple[str, str, str]]:
-    """(key, type, default) rows for --help, sections flattened with dots.
-
-    A section's defaults are those of the instance its parent creates (a parent may build it
-    with other values than the section class's own defaults)."""
-    rows = []
-    hints = typing.get_type_hints(cls)
-    shown = {field: alias for alias, field in getattr(cls, "ALIASES", {}).items()}
-    for f in dataclasses.fields(cls):
-        if not f.init:
-            continue
-        tp = hints[f.name]
-        key = f"{prefix}{shown.get(f.name, f.name)}"
-        if defaults is not None:
-            value = getattr(defaults, f.name)
-            if _is_section(tp):
-                rows += describe(tp, key + ".", value)
-            else:
-                name = getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-                rows.append((key, name, repr(to_dict(value))))
-            continue
-        if _is_section(tp):
-            rows += describe(tp, key + ".", _field_default(f))
-            continue
-        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING  # type: ignore[misc]
-        default = "(required)" if required else _field_default(f)
-        name = getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-        rows.append((key, name, repr(to_dict(default)) if default != "(required)" else default))
-    return rows

@@ -14,7 +14,7 @@ import numpy as np
 from models.atomic import atomic_path
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -23,8 +23,8 @@ def _pyplot() -> Any:
     return plt
 
 
-def _save(fig: Any, dest: str | os.PathLike) -> Path:
-    plt = _pyplot()
+def save_figure(fig: Any, dest: str | os.PathLike) -> Path:
+    plt = pyplot()
     with atomic_path(dest) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
     plt.close(fig)
@@ -34,7 +34,7 @@ def _save(fig: Any, dest: str | os.PathLike) -> Path:
 def plot_curves(rows: Sequence[Mapping[str, Any]], dest: str | os.PathLike, *, title: str = "",
                 best_epoch: int | None = None, metric: str = "accuracy") -> Path:
     """Loss | metric (accuracy, or a detector's map) | lr against epoch (1-based) from epoch-log rows."""
-    plt = _pyplot()
+    plt = pyplot()
     epochs = [int(r["epoch"]) + 1 for r in rows]
     from matplotlib.ticker import MaxNLocator
 
@@ -59,13 +59,13 @@ def plot_curves(rows: Sequence[Mapping[str, Any]], dest: str | os.PathLike, *, t
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, dest)
+    return save_figure(fig, dest)
 
 
 def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], dest: str | os.PathLike, *,
                    title: str = "") -> Path:
     """matrix[i, j] = images of true class i predicted as j."""
-    plt = _pyplot()
+    plt = pyplot()
     matrix = np.asarray(matrix)
     n = len(class_names)
     side = min(max(4.0, 0.55 * n + 2.0), 14.0)
@@ -86,4 +86,4 @@ def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], dest: str | o
                             color="white" if norm[i, j] > 0.5 else "black")
     ax.set_title(title or "confusion matrix")
     fig.tight_layout()
-    return _save(fig, dest)
+    return save_figure(fig, dest)

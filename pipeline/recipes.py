@@ -20,7 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from PIL import Image
+
 from pipeline.augment import AugmentConfig
+from pipeline.data.base import BUILTIN_SOURCES
+from pipeline.data.folder import find_split_folders, scan_classes
 
 
 @dataclass(frozen=True)
@@ -72,8 +76,6 @@ RULES: tuple[Rule, ...] = (
 def data_facts(data: Any) -> DataFacts:
     """DataFacts for a DataConfig: built-in sources from their settings, folders from a scan
     of the training files and the headers of up to 32 of them."""
-    from pipeline.data.base import BUILTIN_SOURCES
-
     if data.source == "digits":
         return DataFacts("digits", 1797, 10, 8, 1)
     if data.source == "shapes":
@@ -81,10 +83,6 @@ def data_facts(data: Any) -> DataFacts:
         n = len(s.names) if s.names else s.classes
         return DataFacts("shapes", s.per_class * n, n, s.size, 3)
     assert data.source not in BUILTIN_SOURCES
-    from PIL import Image
-
-    from pipeline.data.folder import find_split_folders, scan_classes
-
     folders = find_split_folders(data)
     classes = scan_classes(folders["train"], "training")
     files = [f for fs in classes.values() for f in fs]
@@ -105,11 +103,10 @@ def pick(facts: DataFacts) -> Rule:
 
 
 def _given(cfg: Any) -> frozenset[str]:
-    """Keys the user set: recorded by load_config; for a config built in Python, the top-level
-    fields that differ from TrainConfig's defaults."""
-    given = getattr(cfg, "_given", None)
-    if given is not None:
-        return given
+    """Keys the user set: recorded by load_config (TrainConfig.given); for a config built in
+    Python, the top-level fields that differ from TrainConfig's defaults."""
+    if cfg.given:
+        return cfg.given
     default = type(cfg)()
     return frozenset(f.name for f in dataclasses.fields(cfg)
                      if getattr(cfg, f.name) != getattr(default, f.name))
@@ -124,12 +121,6 @@ def apply(cfg: Any, facts: DataFacts | None = None) -> tuple[Any, str | None]:
     is and None when the model is not `auto`."""
     if cfg.model.name != "auto":
         return cfg, None
-    if getattr(cfg, "task", "classification") == "detection":   # the detector and its defaults
-        model = dataclasses.replace(cfg.model, name="ssd")
-        return dataclasses.replace(cfg, model=model), "recipe: detection: ssd with its default backbone " \
-            "and settings (model=ssd model.backbone=NAME to choose)"
-    from pipeline.train import EarlyStoppingConfig
-
     facts = facts or data_facts(cfg.data)
     rule, given = pick(facts), _given(cfg)
     channels = facts.channels
@@ -141,7 +132,8 @@ def apply(cfg: Any, facts: DataFacts | None = None) -> tuple[Any, str | None]:
     for key, value in rule.values.items():
         if _touched(given, key):
             continue
-        changes[key] = EarlyStoppingConfig(patience=value) if key == "early_stopping" else value
+        changes[key] = (dataclasses.replace(cfg.early_stopping, patience=value) if key == "early_stopping"
+                        else value)
     out = dataclasses.replace(cfg, **changes)
     opts = " ".join(f"{k}={v}" for k, v in model.options.items())
     size = "x".join(map(str, shape)) if shape else "natural size"

@@ -28,7 +28,10 @@ from typing import Any, ClassVar
 
 from models.atomic import atomic_path, write_json, write_text
 from models.options import OptionError
+from pipeline.tasks import Task, get_task
+from serving.benchmark import run as benchmark
 from serving.machine import describe
+from serving.manifest import read_manifest
 
 REPORT_FILES = ("report.md", "report.json", "pareto.png")
 
@@ -108,31 +111,6 @@ def find_variants(run_dir: Path) -> list[tuple[str, Path, Path]]:
     return found
 
 
-DETECTION_KEYS = ("map50", "map", "map50_keras", "map_keras", "max_map_drop", "reproduced")
-
-
-def _row(art: dict[str, Any], bench: dict[str, Any]) -> dict[str, Any]:
-    parity = art.get("parity") or {}
-    if bench.get("task") == "detection":   # the detection gate's figures instead of accuracy
-        return {"file": art["file"], "format": art["format"], "task": "detection",
-                "size_kb": art["size_bytes"] / 1024,
-                "gzip_kb": art["size_gzip_bytes"] / 1024 if art.get("size_gzip_bytes") else None,
-                "p50_ms": bench["latency_ms"]["p50"], "p90_ms": bench["latency_ms"]["p90"],
-                "invoke_ms": bench["invoke_ms"]["p50"], "overhead_pct": bench["overhead_pct"],
-                "input_dtype": bench["input_dtype"], **{k: parity.get(k) for k in DETECTION_KEYS},
-                "gate_passed": parity.get("passed")}
-    return {"file": art["file"], "format": art["format"], "size_kb": art["size_bytes"] / 1024,
-            "gzip_kb": art["size_gzip_bytes"] / 1024 if art.get("size_gzip_bytes") else None,
-            "sparsity": art.get("sparsity"),
-            "accuracy_change_vs_source": parity.get("accuracy_change_vs_source"),
-            "p50_ms": bench["latency_ms"]["p50"], "p90_ms": bench["latency_ms"]["p90"],
-            "invoke_ms": bench["invoke_ms"]["p50"], "overhead_pct": bench["overhead_pct"],
-            "input_dtype": bench["input_dtype"], "accuracy": parity.get("accuracy"),
-            "accuracy_keras": parity.get("accuracy_keras"),
-            "top1_agreement": parity.get("top1_agreement"),
-            "max_abs_diff": parity.get("max_abs_diff"), "gate_passed": parity.get("passed")}
-
-
 def pareto_front(rows: list[dict[str, Any]]) -> list[str]:
     """Files no other file beats on both size and p50 latency."""
     return [r["file"] for r in rows
@@ -140,35 +118,21 @@ def pareto_front(rows: list[dict[str, Any]]) -> list[str]:
                        and (o["size_kb"], o["p50_ms"]) != (r["size_kb"], r["p50_ms"]) for o in rows)]
 
 
-ACCURACY_SLACK = 0.01   # a recommended file may be at most 1 point less accurate than Keras
-
-
-def _close_to_keras(r: dict[str, Any], keras_accuracy: float | None) -> bool:
-    """Classifier: accuracy within ACCURACY_SLACK of Keras'. Detector: both mAPs within the
-    file's own gate drop (max_map_drop) of Keras' mAPs on the same test split."""
-    if r.get("task") == "detection":
-        slack = r.get("max_map_drop") or 0.0
-        return all(r.get(k) is None or r.get(f"{k}_keras") is None
-                   or r[k] >= r[f"{k}_keras"] - slack - 1e-12 for k in ("map50", "map"))
-    return (keras_accuracy is None or r.get("accuracy") is None
-            or r["accuracy"] >= keras_accuracy - ACCURACY_SLACK)
-
-
-def recommend(rows: list[dict[str, Any]], keras_accuracy: float | None) -> dict[str, Any] | None:
+def recommend(rows: list[dict[str, Any]], keras_accuracy: float | None, task: Task | None = None
+              ) -> dict[str, Any] | None:
     """The file to ship on the machine the report ran on: the lowest p50 latency among the files
-    that passed the parity gate and lose at most ACCURACY_SLACK of accuracy against Keras
-    (detectors: stay within their gate's mAP drop of Keras; ties: the smaller file). Chosen from
-    this run's own measurements, so on an AVX2-only CPU (int8 slower than fp32) and a VNNI one
-    the answer can differ for the same export."""
-    ok = [r for r in rows if r.get("gate_passed") is not False and _close_to_keras(r, keras_accuracy)]
+    that passed the parity gate and keep close to Keras by the task's measure (Task.close_to_source:
+    a classifier loses at most 1 point of accuracy, a detector stays within its gate's mAP drop;
+    ties: the smaller file). Chosen from this run's own measurements, so on an AVX2-only CPU (int8
+    slower than fp32) and a VNNI one the answer can differ for the same export."""
+    task = task or get_task(rows[0].get("task", "classification") if rows else "classification")
+    ok = [r for r in rows if r.get("gate_passed") is not False and task.close_to_source(r, keras_accuracy)]
     if not ok:
         return None
     best = min(ok, key=lambda r: (r["p50_ms"], r["size_kb"]))
     fastest = min(rows, key=lambda r: r["p50_ms"])
-    within = (f"within {100 * (best.get('max_map_drop') or 0):.0f} point(s) of Keras' mAP"
-              if best.get("task") == "detection" else
-              f"within {100 * ACCURACY_SLACK:.0f} point of Keras' accuracy")
-    why = f"fastest file that passed the gate {within}: p50 {best['p50_ms']:.3f} ms, {best['size_kb']:.1f} KB"
+    why = (f"fastest file that passed the gate {task.recommend_why(best)}: p50 {best['p50_ms']:.3f} ms, "
+           f"{best['size_kb']:.1f} KB")
     if fastest is not best:
         why += f" ({fastest['file']} is faster but less accurate or failed the gate)"
     return {"file": best["file"], "format": best["format"], "why": why}
@@ -181,8 +145,7 @@ def plot(rows: list[dict[str, Any]], front: list[str], path: Path, title: str) -
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    detection = bool(rows) and rows[0].get("task") == "detection"
-    metric, what = ("map", "test mAP@[.5:.95] (%)") if detection else ("accuracy", "test accuracy (%)")
+    metric, what = get_task(rows[0]["task"] if rows else "classification").plot_metric
     acc = [100 * (r.get(metric) or 0.0) for r in rows]
     pts = ax.scatter([r["size_kb"] for r in rows], [r["p50_ms"] for r in rows], c=acc,
                      cmap="viridis", s=70, edgecolors="black", zorder=3)
@@ -213,61 +176,22 @@ def plot(rows: list[dict[str, Any]], front: list[str], path: Path, title: str) -
     return path
 
 
-def _fmt(v: Any, spec: str) -> str:
-    return "-" if v is None else format(v, spec)
-
-
 def _gate(r: dict[str, Any]) -> str:
     return "-" if r["gate_passed"] is None else ("pass" if r["gate_passed"] else "FAIL")
 
 
-def _pt(v: Any, spec: str) -> str:
-    return "-" if v is None else f"{100 * v:{spec}} pt"
-
-
-# (header, right-aligned, cell) per column of the markdown table, one tuple per task
+# (header, right-aligned, cell) per column of the markdown table: these, the task's
+# (Task.report_columns), then _LAST
 _FIRST = (("variant", False, lambda r: r.get("variant", "source")), ("file", False, lambda r: r["file"]),
           ("format", False, lambda r: r["format"]), ("size KB", True, lambda r: f"{r['size_kb']:.1f}"))
 _LAST = (("gate", False, _gate), ("ISA", False, lambda r: r.get("isa", "-")))
-COLUMNS = {
-    "classification": _FIRST + (
-        ("gzip KB", True, lambda r: _fmt(r.get("gzip_kb"), ".1f")),
-        ("p50 ms", True, lambda r: f"{r['p50_ms']:.3f}"),
-        ("invoke ms", True, lambda r: f"{r['invoke_ms']:.3f}"),
-        ("overhead", True, lambda r: f"{r['overhead_pct']:.1f}%"),
-        ("accuracy", True, lambda r: _fmt(r["accuracy"], ".4f")),
-        ("change", True, lambda r: _pt(r.get("accuracy_change_vs_source"), "+.1f")),
-        ("agreement", True, lambda r: _fmt(r["top1_agreement"], ".4f")),
-        ("max abs dp", True, lambda r: _fmt(r["max_abs_diff"], ".2g"))) + _LAST,
-    "detection": _FIRST + (
-        ("p50 ms", True, lambda r: f"{r['p50_ms']:.3f}"), ("p90 ms", True, lambda r: f"{r['p90_ms']:.3f}"),
-        ("invoke ms", True, lambda r: f"{r['invoke_ms']:.3f}"),
-        ("mAP@.5", True, lambda r: _fmt(r.get("map50"), ".4f")),
-        ("mAP@[.5:.95]", True, lambda r: _fmt(r.get("map"), ".4f")),
-        ("Keras mAP@.5", True, lambda r: _fmt(r.get("map50_keras"), ".4f")),
-        ("Keras mAP@[.5:.95]", True, lambda r: _fmt(r.get("map_keras"), ".4f")),
-        ("max drop", True, lambda r: _pt(r.get("max_map_drop"), ".0f"))) + _LAST,
-}
-_WHAT = {   # what the numbers are, per task
-    "classification": "Latency through `serving` (decode excluded, {threads} thread(s), batch 1, {runs} "
-                      "runs after {warmup} warm-up); accuracy and agreement are the parity gate's, on the "
-                      "held-out test split (agreement: with the model the file was made from; change: "
-                      "accuracy minus the uncompressed source's).",
-    "detection": "Latency through `serving`, end to end including the decoding + NMS inside each file "
-                 "(image decode excluded; the .keras row decodes + NMS in numpy), {threads} thread(s), "
-                 "batch 1, {runs} runs after {warmup} warm-up; mAP@.5 and mAP@[.5:.95] are the detection "
-                 "gate's (pycocotools, held-out test split, through serving), beside the Keras "
-                 "detector's on the same images.",
-}
-
-
 def markdown(report: dict[str, Any]) -> str:
     b = report["benchmark"]
-    task = report.get("task", "classification")
-    columns = COLUMNS[task]
+    task = get_task(report.get("task", "classification"))
+    columns = _FIRST + task.report_columns + _LAST
     lines = [f"# Export report: {report['run']}", "",
              f"Source `{report['source']['model']}` (sha256 `{report['source']['sha256'][:12]}`), "
-             f"export folder `{report['export_dir']}`. " + _WHAT[task].format(**b)
+             f"export folder `{report['export_dir']}`. " + task.report_text.format(**b)
              + f" CPU ISA: {b.get('isa', '-')}.", "",
              "| " + " | ".join(head for head, _, _ in columns) + " |",
              "|" + "|".join("---:" if right else "---" for _, right, _ in columns) + "|"]
@@ -288,14 +212,12 @@ def markdown(report: dict[str, Any]) -> str:
 
 def report(cfg: ReportConfig) -> dict[str, Any]:
     """Benchmark every file of the run's export and write report.md/json + pareto.png."""
-    from serving.benchmark import run as benchmark
-    from serving.manifest import read_manifest
-
     cfg.validate()
     run_dir, export_dir = find_export(cfg.run)
     manifest = read_manifest(export_dir)
     out = Path(cfg.out).expanduser() if cfg.out else run_dir
     rows, machine, isa = [], None, cpu_isa()
+    task = get_task("classification")
     sources = [(variant_label((manifest.get("source") or {}).get("compression")), run_dir, export_dir,
                 manifest)]
     sources += [(label, d, e, read_manifest(e)) for label, d, e in find_variants(run_dir)]
@@ -303,32 +225,31 @@ def report(cfg: ReportConfig) -> dict[str, Any]:
         for art in man["artifacts"]:
             bench = benchmark(edir / art["file"], threads=cfg.threads, runs=cfg.runs,
                               warmup=cfg.warmup, progress=cfg.verbose)     # checks the sha256 too
-            row = {"variant": label, "run": vdir.name, **_row(art, bench), "isa": isa}
+            task = get_task(bench["task"])   # the file's own contract says what it is
+            row = {"variant": label, "run": vdir.name, **task.report_row(art, bench), "isa": isa}
             if edir != export_dir:   # files of another run dir: keep them apart in the table
                 row["file"] = f"{vdir.name}/export/{art['file']}"
             rows.append(row)
             machine = bench["machine"]
     keras_row = None
-    task = "detection" if any(r.get("task") == "detection" for r in rows) else "classification"
-    keras_acc = next((r["accuracy_keras"] for r in rows if r.get("accuracy_keras") is not None), None)
+    keras_acc = task.keras_accuracy(rows)
     source_model = run_dir / manifest["source"].get("model", "model.keras")
     if cfg.keras and source_model.is_file():
         bench = benchmark(source_model, runs=max(1, cfg.runs // 5), warmup=min(cfg.warmup, 2),
                           manifest=None, progress=cfg.verbose)
-        keras_row = {"variant": sources[0][0], **_row({"file": source_model.name, "format": "keras",
-                             "size_bytes": source_model.stat().st_size}, bench),
-                     "accuracy": keras_acc, "isa": isa}
-        if task == "detection":   # Keras' own mAPs, as the gate measured them beside the files
-            keras_row.update({k: rows[0].get(f"{k}_keras") for k in ("map50", "map")})
+        row = task.report_row({"file": source_model.name, "format": "keras",
+                               "size_bytes": source_model.stat().st_size}, bench)
+        # Keras' own quality figures, as the gate measured them beside the files
+        keras_row = {"variant": sources[0][0], **task.keras_row(row, rows), "isa": isa}
     metrics = run_dir / "metrics.json"
     front = pareto_front(rows)
-    result = {"run": str(run_dir), "task": task, "export_dir": str(export_dir), "source": manifest["source"],
+    result = {"run": str(run_dir), "task": task.name, "export_dir": str(export_dir), "source": manifest["source"],
               "benchmark": {"threads": cfg.threads, "runs": cfg.runs, "warmup": cfg.warmup,
                             "batch": 1, "machine": machine, "isa": isa},
               "variants": [{"variant": label, "run": str(d)} for label, d, _, _ in sources],
               "training_metrics": json.loads(metrics.read_text()) if metrics.is_file() else None,
               "rows": rows, "keras": keras_row, "pareto_front": front,
-              "recommended": recommend(rows, keras_acc)}
+              "recommended": recommend(rows, keras_acc, task)}
     write_json(out / "report.json", result)
     write_text(out / "report.md", markdown(result))
     plot(rows, front, out / "pareto.png", f"{run_dir.name}: exported variants "

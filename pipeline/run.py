@@ -17,6 +17,7 @@ configs/quickstart.yaml spells out the defaults below.
 from __future__ import annotations
 
 import dataclasses
+import json
 import shlex
 import sys
 import time
@@ -25,13 +26,21 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from models.options import OptionError
+from pipeline import rundir
 from pipeline.augment import AugmentConfig
+from pipeline.compress import CompressConfig, compress
 from pipeline.config import to_dict
 from pipeline.data import DataConfig
 from pipeline.export.config import ALL_FORMATS, GateConfig
+from pipeline.export.core import ExportConfig, export
 from pipeline.export.formats import check_request
 from pipeline.optim import ScheduleConfig
-from pipeline.train import ModelConfig, TrainConfig
+from pipeline.report import ReportConfig, report
+from pipeline.tasks import get_task
+from pipeline.train import ModelConfig, TrainConfig, train
+from serving.manifest import sha256_file
+from serving.runtime import load
+from serving.samples import found, list_samples, read_scenes, sample_label, samples_for
 
 
 def quickstart_training() -> TrainConfig:
@@ -104,8 +113,9 @@ class RunConfig:
                               "detector.* (train.task=detection is not needed)")
         if self.detector.task != "detection":
             raise OptionError("detector.task must be detection")
-        check_request(self.formats, {"io": self.io, "opset": None, "calib_samples": None})
-        check_request(self.detector_formats, {}, task="detection")
+        check_request(self.formats, {"io": self.io, "opset": None, "calib_samples": None},
+                      get_task(self.train.task))
+        check_request(self.detector_formats, {}, get_task(self.detector.task))
         if self.report_runs < 1:
             raise OptionError(f"report_runs must be >= 1, got {self.report_runs}")
 
@@ -116,13 +126,11 @@ def _banner(step: int, total: int, text: str) -> None:
 
 def _finished_same(cfg: TrainConfig) -> bool:
     """True when cfg.out holds a finished run made with these options (nothing to retrain)."""
-    from pipeline import runs
-
-    paths = runs.run_paths(cfg.out)
+    paths = rundir.run_paths(cfg.out)
     if not paths.metrics.is_file() or not paths.model.is_file() or paths.has_backup():
         return False
-    saved = runs._read_yaml(paths.config)
-    return saved is not None and not runs.config_changes(saved, to_dict(cfg))
+    saved = rundir.read_yaml(paths.config)
+    return saved is not None and not rundir.config_changes(saved, to_dict(cfg))
 
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
@@ -134,9 +142,6 @@ def check_samples(exports: list[tuple[Path, list[dict[str, Any]]]],
     every exported classifier file of `exports` ((export dir, artifacts) pairs), as the demo will
     show them: {"samples": [...], "files": [...], "wrong": {file: {sample: answer}}}. An empty
     "samples" list means none of them shows one of the model's labels."""
-    import serving
-    from serving.demo.samples import list_samples, sample_label, samples_for
-
     wrong: dict[str, dict[str, str]] = {}
     chosen: dict[str, Path] = {}
     files: list[str] = []
@@ -144,7 +149,7 @@ def check_samples(exports: list[tuple[Path, list[dict[str, Any]]]],
         for art in artifacts:
             where = f"{export_dir.parent.name}/{art['file']}"
             files.append(where)
-            runner = serving.load(export_dir / art["file"])
+            runner = load(export_dir / art["file"])
             chosen = samples_for(list_samples(samples_dir), runner.labels)
             for name, answer in zip(chosen, runner.classify(list(chosen.values()), topk=1)):
                 if answer.label != sample_label(name):
@@ -160,15 +165,11 @@ def check_scenes(export_dir: Path, artifacts: list[dict[str, Any]],
     """Every built-in sample scene of the detector's classes (samples/scenes.json) through every
     exported detector file, boxes scored >= SHOW_SCORE: {"scenes": [...], "objects": n,
     "found": {file: ground-truth objects found (same label, IoU >= 0.5)}}."""
-    import serving
-    from serving.demo.detection import found
-    from serving.demo.samples import list_samples, read_scenes, samples_for
-
     scenes = read_scenes(samples_dir)
     chosen: dict[str, Path] = {}
     hits: dict[str, int] = {}
     for art in artifacts:
-        runner = serving.load(export_dir / art["file"])
+        runner = load(export_dir / art["file"])
         chosen = samples_for(list_samples(samples_dir), runner.labels, "detection", scenes)
         answers = runner.detect(list(chosen.values()), score=SHOW_SCORE)
         hits[art["file"]] = sum(found(scenes[name]["objects"], [{"label": lab, "box": box}
@@ -208,17 +209,11 @@ def _demo_command(run_dir: Path) -> str:
 
 
 def _headline(metrics: dict[str, Any]) -> str:
-    if "test_accuracy" in metrics:
-        return f"test accuracy {metrics['test_accuracy']:.4f}"
-    return f"test mAP@.5 {metrics['test_map50']:.3f}, mAP@[.5:.95] {metrics['test_map']:.3f}"
+    return get_task(metrics.get("task", "classification")).headline(metrics)
 
 
 def _train_or_reuse(cfg: TrainConfig) -> dict[str, Any]:
     """Train cfg (resuming an interrupted run), or reuse the finished run in cfg.out."""
-    import json
-
-    from pipeline.train import train
-
     if not cfg.overwrite and _finished_same(cfg):
         metrics = json.loads((Path(cfg.out) / "metrics.json").read_text())
         print(f"{cfg.out} already holds this training ({_headline(metrics)}); reusing it "
@@ -230,19 +225,13 @@ def _train_or_reuse(cfg: TrainConfig) -> dict[str, Any]:
 def _compress_or_reuse(cfg: RunConfig) -> tuple[Path, dict[str, Any]]:
     """pipeline.compress of the classifier into out-<method>; a finished run made from this very
     model.keras with the same method and epochs is reused."""
-    import json
-
-    from pipeline import runs
-    from pipeline.compress import CompressConfig, compress
-    from serving.manifest import sha256_file
-
     step = cfg.compress
     out = Path(f"{cfg.out}-{step.method.replace('_', '-')}")
     metrics_path, stale = out / "metrics.json", cfg.overwrite
     if metrics_path.is_file() and not cfg.overwrite:
         metrics = json.loads(metrics_path.read_text())
         record = metrics.get("compress") or {}
-        saved = runs._read_yaml(out / "config.yaml") or {}
+        saved = rundir.read_yaml(out / "config.yaml") or {}
         if (record.get("source_sha256") == sha256_file(Path(cfg.out) / "model.keras")
                 and record.get("method") == step.method and saved.get("epochs") == step.epochs):
             print(f"{out} already holds this compression ({_headline(metrics)}); reusing it")
@@ -256,9 +245,6 @@ def _compress_or_reuse(cfg: RunConfig) -> tuple[Path, dict[str, Any]]:
 def run(cfg: RunConfig) -> dict[str, Any]:
     """The main job; returns {"run_dir", "metrics", "export", "compressed", "detector", "report",
     "samples", "seconds"} ("compressed"/"detector": None when that step is off)."""
-    from pipeline.export import ExportConfig, export
-    from pipeline.report import ReportConfig, report
-
     t0 = time.perf_counter()
     times: dict[str, float] = {}
     squeeze = cfg.compress.method != "none"

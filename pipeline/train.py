@@ -1,5 +1,5 @@
 """Train a registered model on a dataset with Keras `fit` (d2l 7.6.2 / 8.x training loops, 12.11
-learning-rate scheduling), into a self-describing run directory (see pipeline.runs).
+learning-rate scheduling), into a self-describing run directory (see pipeline.rundir).
 
     python -m pipeline train data=digits model=lenet_bn epochs=15 out=runs/lenet
     python -m pipeline train data=shapes model=resnet18 model.width=0.5 augment=standard \
@@ -25,13 +25,16 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
-
+from models import get_contract, load_model, save_model
 from models.atomic import write_json
-from models.options import OptionError
+from pipeline import rundir
+from pipeline.callbacks import BestCheckpoint, EpochLog, bind, make_callbacks
 from pipeline.config import save_config, to_dict
-from pipeline.data import DataError, natural_input_shape
-from pipeline.optim import LRCurve
+from pipeline.data import natural_input_shape
+from pipeline.optim import LRCurve, keras_schedule, lr_curve, make_optimizer
+from pipeline.plots import plot_curves
+from pipeline.strategy import make_placement, on_gpu
+from pipeline.tasks import get_task
 from pipeline.train_config import (  # noqa: F401 (re-exported: pipeline.train is the public name)
     EarlyStoppingConfig,
     Initializer,
@@ -40,6 +43,7 @@ from pipeline.train_config import (  # noqa: F401 (re-exported: pipeline.train i
     TrainConfig,
     TrainResult,
 )
+from pipeline.transfer import backbone_layers, freeze, with_lr_multiplier
 
 
 @contextlib.contextmanager
@@ -48,8 +52,6 @@ def precision_policy(k: Any, enabled: bool) -> Iterator[str]:
     if not enabled:
         yield "float32"
         return
-    from pipeline.strategy import on_gpu
-
     policy = "mixed_float16" if on_gpu() else "mixed_bfloat16"
     old = k.mixed_precision.global_policy()
     k.mixed_precision.set_global_policy(policy)
@@ -60,45 +62,17 @@ def precision_policy(k: Any, enabled: bool) -> Iterator[str]:
 
 
 def compile_for_training(model: Any, k: Any, cfg: TrainConfig, curve: LRCurve,
-                         backbone_lr_mult: float = 1.0) -> Any:
-    from pipeline.optim import keras_schedule, make_optimizer
-
+                         backbone_lr_mult: float = 1.0, contract: Any = None) -> Any:
+    """Compile with the config's optimizer and schedule and the task's loss; `contract`: the
+    model's (given when `model` is a twin that carries none, as a compression stage's is)."""
     optimizer = make_optimizer(k, cfg.optimizer, keras_schedule(k, curve), momentum=cfg.momentum,
                                weight_decay=cfg.weight_decay)
     if backbone_lr_mult != 1.0:
-        from pipeline.transfer import backbone_layers, with_lr_multiplier
-
         variables = [v for layer in backbone_layers(model) for v in layer.trainable_weights]
         optimizer = with_lr_multiplier(optimizer, variables, backbone_lr_mult)
-    if cfg.task == "detection":
-        from pipeline.train_det import make_loss
-
-        loss, metrics = make_loss(cfg.detection, get_num_classes(model)), []
-    else:
-        loss = k.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
-        metrics = ["accuracy"]
+    loss, metrics = get_task(cfg.task).loss_and_metrics(cfg, contract or get_contract(model), k)
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=cfg.xla)
     return model
-
-
-def get_num_classes(model: Any) -> int:
-    from models import get_contract
-
-    return get_contract(model).num_classes
-
-
-def evaluate(model: Any, ds: Any, num_classes: int) -> dict[str, Any]:
-    """loss (plain cross-entropy), accuracy and confusion matrix of a probs model over a dataset."""
-    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
-    nll = 0.0
-    for x, y in ds:
-        probs = np.asarray(model.predict_on_batch(x), dtype=np.float64)   # (B, K)
-        true = np.argmax(np.asarray(y), axis=1)
-        nll += float(-np.log(np.clip(probs[np.arange(len(true)), true], 1e-12, None)).sum())
-        np.add.at(confusion, (true, np.argmax(probs, axis=1)), 1)
-    n = int(confusion.sum())
-    return {"loss": nll / max(n, 1), "accuracy": float(np.trace(confusion)) / max(n, 1),
-            "confusion": confusion, "n": n}
 
 
 def _shard_by_data(ds: Any) -> Any:
@@ -127,44 +101,25 @@ def train(cfg: TrainConfig, *, init: Initializer | None = None) -> TrainResult:
     init: start from given weights, in phases (pipeline.finetune); None = a fresh model.
     """
     t_start = time.perf_counter()
-    from pipeline.strategy import make_placement
-
     placement = make_placement(cfg.strategy)   # first: multi-worker must set up the runtime
     import keras
 
-    from models import create_model, get_contract, load_model, save_model
-    from pipeline import runs
-    from pipeline.callbacks import BestCheckpoint, EpochLog, bind, make_callbacks
-    from pipeline.data import load_dataset, make_tf_dataset
-    from pipeline.optim import lr_curve
-
     k = init.keras_module if init is not None and init.keras_module else placement.keras_module()
-    make_model = create_model
+    task = get_task(cfg.task)
     recipe = None
     if init is None:
-        from pipeline.recipes import apply as apply_recipe
-
-        cfg, recipe = apply_recipe(cfg)   # model=auto: values from the data where the user set none
+        cfg, recipe = task.recipe(cfg)   # model=auto: values from the data where the user set none
     cfg = dataclasses.replace(cfg, out=str(cfg.run_dir()))
-    paths = runs.run_paths(cfg.out, placement.worker_index)
-    resuming = runs.prepare(paths, to_dict(cfg), overwrite=cfg.overwrite)
+    paths = rundir.run_paths(cfg.out, placement.worker_index)
+    resuming = rundir.prepare(paths, to_dict(cfg), overwrite=cfg.overwrite)
     save_config(cfg, paths.config)
     keras.utils.set_random_seed(cfg.seed)
 
-    det = cfg.task == "detection"
-    if det and init is not None:
-        raise OptionError("fine-tuning a detector is not supported yet; train it with task=detection")
+    if init is not None:
+        task.finetune_supported()
     shape = tuple(init.input_shape if init else cfg.model.input_shape or natural_input_shape(cfg.data))
-    if det:
-        from models import anchors_of, create_detector
-        from pipeline.train_det import ValMAP, evaluate_split, load_data, make_dataset
-
-        data = load_data(cfg.data, shape)
-        make_model = create_detector
-    else:
-        data = load_dataset(cfg.data, image_size=shape[:2], channels=shape[2])
-    if len(data.train) == 0:
-        raise DataError(f"data={cfg.data.source}: the training split is empty")
+    data = task.load_data(cfg.data, shape)
+    task.check_training_data(data)
     say = print if cfg.verbose else (lambda *a, **kw: None)
     if recipe:
         say(recipe)
@@ -176,7 +131,7 @@ def train(cfg: TrainConfig, *, init: Initializer | None = None) -> TrainResult:
         name = cfg.model.name
         build = dict(num_classes=data.num_classes, input_shape=shape, labels=data.class_names,
                      **cfg.family_options())
-        keeper = make_model(name, **build)   # float32 Keras 3: what model.keras holds
+        keeper = task.build_model(name, **build)   # float32 Keras 3: what model.keras holds
     else:
         phases = init.phases
         keeper = init.make_model(data.class_names)
@@ -185,18 +140,10 @@ def train(cfg: TrainConfig, *, init: Initializer | None = None) -> TrainResult:
         build = dict(num_classes=data.num_classes, input_shape=shape, labels=data.class_names,
                      mean=contract.mean, std=contract.std, **contract.architecture["overrides"])
 
+    contract = get_contract(keeper)
+
     def tf_data(split: Any, training: bool) -> Any:
-        if len(split) == 0:
-            return None
-        if det:
-            return make_dataset(split, anchors_of(get_contract(keeper)), batch_size=cfg.batch_size,
-                                training=training, augment=cfg.augment if training else None,
-                                seed=cfg.seed, match_iou=get_contract(keeper).extra["match_iou"],
-                                max_objects=cfg.detection.max_objects)
-        return make_tf_dataset(split, image_size=shape[:2], channels=shape[2],
-                               num_classes=data.num_classes, batch_size=cfg.batch_size,
-                               training=training, augment=cfg.augment if training else None,
-                               seed=cfg.seed)
+        return task.tf_dataset(split, cfg=cfg, contract=contract, training=training)
 
     train_ds, val_ds = tf_data(data.train, True), tf_data(data.val, False)
     if placement.kind == "multi_worker":
@@ -214,13 +161,13 @@ def train(cfg: TrainConfig, *, init: Initializer | None = None) -> TrainResult:
         save_model(keeper, paths.model)
 
     log = bind(k, EpochLog)(paths.log, phased_lr(phases, curves, steps), steps)
-    monitor = ("val_map" if det else "val_accuracy") if val_ds is not None else "accuracy"
+    monitor = task.monitor if val_ds is not None else "accuracy"
     best = bind(k, BestCheckpoint)(save_best, log, monitor=monitor, tiebreak=monitor[:-8] + "loss",
                                    patience=cfg.early_stopping.patience,
                                    min_delta=cfg.early_stopping.min_delta,
                                    first_epoch=init.first_best_epoch if init is not None else 0)
     with precision_policy(k, cfg.mixed_precision) as policy, placement.strategy.scope():
-        model = make_model(name, keras_module=k, **build)
+        model = task.build_model(name, keras_module=k, **build)
         if init is not None:
             model.set_weights(keeper.get_weights())
             if init.wrap is not None:
@@ -232,17 +179,14 @@ def train(cfg: TrainConfig, *, init: Initializer | None = None) -> TrainResult:
             if resuming and any(b.is_dir() and any(b.iterdir()) for b in later):
                 continue   # a later phase's backup holds the weights; this phase is done
             if init is not None:
-                from pipeline.transfer import freeze
-
                 frozen = freeze(model, phase.freeze)
                 say(f"phase {i + 1}/{len(phases)} ({phase.name}): epochs {start + 1}-{phase.end}, "
                     f"{len(frozen)} backbone layers frozen, backbone lr x{phase.backbone_lr_mult:g}")
-            compile_for_training(model, k, cfg, curve, phase.backbone_lr_mult)
+            compile_for_training(model, k, cfg, curve, phase.backbone_lr_mult, contract)
             callbacks = make_callbacks(k, log=log, best=best, backup_dir=backup,
                                        hint=f"lr={cfg.lr:g}, optimizer={cfg.optimizer}",
-                                       tensorboard_dir=paths.tensorboard, before_log=[bind(k, ValMAP)(
-                                           lambda m: evaluate_split(m, data.val, data.class_names,
-                                                                    shape[:2])[0])] if det else [])
+                                       tensorboard_dir=paths.tensorboard,
+                                       before_log=task.epoch_callbacks(k, data, shape))
             if init is not None and init.callbacks:
                 callbacks = [*init.callbacks(k), *callbacks]
             model.fit(train_ds, validation_data=val_ds, initial_epoch=start, epochs=phase.end,
@@ -257,12 +201,7 @@ def train(cfg: TrainConfig, *, init: Initializer | None = None) -> TrainResult:
         save_best(last_weights)
         final = keeper
     rows = log.rows
-    if det:
-        from pipeline.train_det import evaluate_all
-
-        metrics, shown = evaluate_all(final, data)
-    else:
-        metrics, shown = _evaluate_all(final, data, tf_data, rows), {}
+    metrics, shown = task.evaluate(final, data, lambda split: tf_data(getattr(data, split), False))
     train_seconds = float(sum(r["epoch_seconds"] for r in rows))
     metrics.update({
         "best_epoch": best.best_epoch + 1 if cfg.early_stopping.restore_best else len(rows),
@@ -283,55 +222,20 @@ def train(cfg: TrainConfig, *, init: Initializer | None = None) -> TrainResult:
         if init.finish is not None:
             metrics[init.stage].update(init.finish(model, final, lambda split: tf_data(
                 getattr(data, split), False)))
-    if det:
-        metrics["num_anchors"] = get_contract(final).extra["num_anchors"]
+    metrics.update(task.run_metrics(get_contract(final)))
     _write_outputs(paths, metrics, rows, data.class_names, cfg, name, shown, get_contract(final))
-    artifacts = paths.artifacts()
-    if det:
-        artifacts.update(pr_curves=paths.pr_curves, val_grid=paths.val_grid)
-    key = "map" if det else "accuracy"
+    artifacts = {**paths.artifacts(), **task.artifacts(paths)}
+    key = task.metric
     say(f"train: test_{key} {metrics[f'test_{key}']}, val_{key} {metrics[f'val_{key}']}, "
         f"best epoch {metrics['best_epoch']}/{len(rows)}, {train_seconds:.1f}s training -> {paths.root}")
     return TrainResult(paths.root, metrics, artifacts, final)
 
 
-def _evaluate_all(model: Any, data: Any, tf_data: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Accuracy/loss on every split with the final weights; per-class accuracy on test (or val)."""
-    out: dict[str, Any] = {}
-    confusion = None
-    for name in ("train", "val", "test"):
-        ds = tf_data(getattr(data, name), False)
-        if ds is None:
-            out[f"{name}_accuracy"] = out[f"{name}_loss"] = None
-            continue
-        result = evaluate(model, ds, data.num_classes)
-        out[f"{name}_accuracy"], out[f"{name}_loss"] = result["accuracy"], result["loss"]
-        if name in ("val", "test"):
-            confusion, out["confusion_split"] = result["confusion"], name
-    if out["val_accuracy"] is not None:
-        out["generalization_gap"] = out["train_accuracy"] - out["val_accuracy"]
-    if confusion is not None:
-        counts = confusion.sum(axis=1)
-        out["per_class_accuracy"] = {name: (float(confusion[i, i] / counts[i]) if counts[i] else None)
-                                     for i, name in enumerate(data.class_names)}
-        out["confusion_matrix"] = confusion.tolist()
-    return out
-
-
 def _write_outputs(paths: Any, metrics: dict[str, Any], rows: list[dict[str, Any]],
                    class_names: tuple[str, ...], cfg: TrainConfig, name: str,
                    shown: dict[str, Any], contract: Any) -> None:
-    from pipeline.plots import plot_confusion, plot_curves
-
     title = f"{name} on {cfg.data.source}"
-    if cfg.task == "detection":   # PR curves and predicted boxes (pipeline.train_det)
-        from pipeline.train_det import write_plots
-
-        write_plots(paths, shown, class_names, title, contract.extra["nms"]["score_threshold"])
-    plot_curves(rows, paths.curves, title=title, best_epoch=metrics["best_epoch"],
-                metric="map" if cfg.task == "detection" else "accuracy")
-    if "confusion_matrix" in metrics:
-        acc = metrics[f"{metrics['confusion_split']}_accuracy"]
-        plot_confusion(np.asarray(metrics["confusion_matrix"]), class_names, paths.confusion,
-                       title=f"{title}: {metrics['confusion_split']} set, accuracy {acc:.4f}")
+    task = get_task(cfg.task)
+    task.write_plots(paths, metrics, shown, class_names, title, contract)
+    plot_curves(rows, paths.curves, title=title, best_epoch=metrics["best_epoch"], metric=task.metric)
     write_json(paths.metrics, metrics)

@@ -8,11 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from models.options import OptionError
+from models.options import OptionError, suggest
 from pipeline.augment import AugmentConfig
 from pipeline.data import DataConfig
 from pipeline.optim import ScheduleConfig
-from pipeline.train_det import DetectionConfig
+from pipeline.tasks import TASKS, get_task
+from pipeline.tasks.detection.config import DetectionConfig
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ class EarlyStoppingConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    task: Literal["classification", "detection"] = "classification"   # detection: pipeline.train_det
+    task: str = "classification"     # a name of pipeline.tasks.TASKS: classification | detection
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     # light (shift, zoom, brightness, contrast) without flips, black fill: safe for digits and
@@ -79,6 +80,9 @@ class TrainConfig:
     strategy: Literal["auto", "default", "mirrored", "multi_worker"] = "auto"
     verbose: int = 1                 # 0 silent, 1 progress bar, 2 one line per epoch
     detection: DetectionConfig = field(default_factory=DetectionConfig)   # loss etc., task=detection
+    # the dotted keys the user set (pipeline.config.load_config), for the data-driven recipe
+    given: frozenset[str] = field(default=frozenset(), compare=False, repr=False,
+                                  metadata={"internal": True})
 
     def validate(self) -> None:
         checks = [(self.epochs >= 1, "epochs must be >= 1"),
@@ -94,13 +98,11 @@ class TrainConfig:
                 raise OptionError(message)
         if self.dropout is not None and "dropout" in self.model.options:
             raise OptionError("dropout is given twice (dropout= and model.dropout=); keep one")
-        from models.detector import DETECTORS
-
-        # model=auto (main's pipeline.recipes) picks ssd for task=detection after validation
-        if self.model.name != "auto" and (self.task == "detection") != (self.model.name in DETECTORS):
-            raise OptionError(f"task={self.task} with model={self.model.name}: " + (
-                "a detector needs model=ssd model.backbone=<family>" if self.task == "detection"
-                else "a detector trains with task=detection"))
+        if self.task not in TASKS:
+            raise OptionError(f"task={self.task}: not one of {', '.join(TASKS)}{suggest(self.task, TASKS)}")
+        # model=auto (the task's recipe) picks the model after validation
+        if self.model.name != "auto":
+            get_task(self.task).check_model(self.model.name)
 
     def family_options(self) -> dict[str, Any]:
         extra = {"dropout": self.dropout} if self.dropout is not None else {}

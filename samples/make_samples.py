@@ -7,10 +7,10 @@ training data uses, with its size and rotation ranges, so a model trained on `sh
 recognise them; make_scene's own defaults are wider: +-180 degrees, radius down to 0.18) and two 32x32
 grayscale handwritten digits from scikit-learn's copy of the UCI digits set (`digits`
 source), for classifiers; and three 128x128 detection scenes scene_a..scene_c.png from the
-`shapes_det` source (pipeline.data.shapes_det, its renderer and its classes circle, square,
+`shapes_det` source (pipeline.tasks.detection.scenes, its renderer and its classes circle, square,
 triangle; 2-3 fairly large objects each) with their exact ground-truth boxes in scenes.json
 (pixels x0, y0, x1, y1, x1/y1 exclusive), for detectors. Everything is seeded; no TensorFlow.
-The demo only reads the PNGs and scenes.json (serving.demo.samples), so it does not depend on
+The demo only reads the PNGs and scenes.json (serving.samples), so it does not depend on
 `pipeline`.
 """
 from __future__ import annotations
@@ -41,7 +41,7 @@ def scene_config():
 def render_scenes() -> tuple[dict[str, np.ndarray], dict[str, dict]]:
     """scene file -> uint8 (128, 128, 3) image, and the scenes.json document. Scene i is the first
     seed [SEED, i, attempt] that gives at least two objects (a sample with one box shows little)."""
-    from pipeline.data.shapes_det import make_det_scene
+    from pipeline.tasks.detection.scenes import make_det_scene
 
     cfg = scene_config()
     images, truth = {}, {}

@@ -14,7 +14,7 @@ import importlib
 from typing import Any
 
 _LAZY = {
-    "load": "serving.runtime", "Runner": "serving.runtime", "Prediction": "serving.runtime",
+    "load": "serving.runtime", "Runner": "serving.runtime", "Prediction": "serving.tasks.classify", "Detections": "serving.tasks.detect",
     "ArtifactError": "serving.metadata", "read_metadata": "serving.metadata",
     "METADATA_KEY": "serving.metadata", "SCHEMA": "serving.metadata",
     "read_manifest": "serving.manifest", "write_manifest": "serving.manifest",
@@ -22,7 +22,7 @@ _LAZY = {
     "ImageError": "serving.images", "load_image": "serving.images",
     "BACKENDS": "serving.backends", "TensorSpec": "serving.backends",
 }
-_SUBMODULES = ("backends", "benchmark", "images", "manifest", "metadata", "postprocess",
+_SUBMODULES = ("backends", "benchmark", "images", "manifest", "metadata", "tasks",
                "preprocess", "runtime")
 __all__ = sorted(_LAZY)
 

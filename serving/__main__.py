@@ -134,14 +134,14 @@ def predict(cfg: PredictConfig) -> int:
 
 
 def detect(cfg: DetectConfig) -> int:
-    from serving.detection import save_annotated
     from serving.runtime import load
+    from serving.tasks.detect import save_annotated
 
     files = expand_sources(cfg.source)
     if not files:
         raise OptionError(f"source={cfg.source}: no image files found (suffixes: {', '.join(SUFFIXES)})")
     runner = load(cfg.model, manifest=_manifest(cfg.manifest), threads=cfg.threads)
-    if runner.detector is None:
+    if runner.task != "detection":
         raise OptionError(f"model={cfg.model}: a {runner.contract.task} model; detect needs a detector")
     failed = 0
     if not cfg.json:
@@ -187,7 +187,7 @@ COMMANDS: dict[str, tuple[type, Any, str]] = {
 
 
 def _usage() -> str:
-    from pipeline.config import describe  # light: yaml + dataclasses
+    from models.options import describe
 
     lines = ["usage: python -m serving COMMAND key=value ...", "", "commands:"]
     for name, (cls, _, text) in COMMANDS.items():

@@ -56,7 +56,7 @@ def run(path: str | os.PathLike, *, threads: int | None = None, runs: int = 100,
     load_ms = (time.perf_counter() - t0) * 1e3
     images = np.random.default_rng(seed).integers(0, 256, (batch, *runner.contract.input_shape),
                                                   dtype=np.uint8)   # (batch, H, W, C)
-    step = runner.predict if runner.detector is None else runner.detect_batch
+    step = runner.run_batch
     for _ in range(warmup):
         step(images)
     e2e, invoke = [], []

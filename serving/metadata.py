@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from models.contract import ContractError, DataContract
+from models.decoder import metadata_block
 
 METADATA_KEY = "cnn_pipeline"
 SCHEMA = "cnn-pipeline/artifact/v1"
@@ -328,10 +329,8 @@ def keras_metadata(path: str | os.PathLike) -> dict[str, Any]:
         input=tensor_spec("image", "float32", [None, h, w, c]),
         output=tensor_spec("detections" if detector else "probs", "float32", out_shape),
         source={"model": path.name, "sha256": sha256_file(path), "config": None})
-    if detector:   # the raw offsets + logits; serving.detection decodes them like the files do
-        from serving.detection import metadata_block
-
-        meta["detection"] = {**metadata_block(contract), "outputs": "raw (N, A, 4 + C + 1)"}
+    if detector:   # the raw offsets + logits; serving.tasks.detect decodes them like the files do
+        meta["detection"] = {**metadata_block(contract.detection), "outputs": "raw (N, A, 4 + C + 1)"}
     meta["producer"] = {**meta["producer"], "synthesised": True}
     return meta
 

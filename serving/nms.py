@@ -1,5 +1,5 @@
 """Non-maximum suppression through ONNX Runtime's NonMaxSuppression op - one implementation for
-the .keras detector's decoding (serving.detection.decode_nms) and the demo's IoU slider.
+the .keras detector's decoding (serving.tasks.detect.decode_nms) and the demo's IoU slider.
 
     keep = nms(boxes, scores, classes, iou_threshold=0.45, score_threshold=0.3, max_detections=100)
 
@@ -10,7 +10,7 @@ greedy in score order; a box is a candidate only when score > score_threshold; i
 when its IoU with an already kept box is > iou_threshold (IoU exactly at the threshold keeps
 it); at most max_detections are kept. Class-aware the way the files do it: each box is shifted
 by `offset * class` before the op (offset 2.0 for boxes inside 0..1, as in
-pipeline.export.detection; 2 * the largest |coordinate| otherwise), so boxes of different
+pipeline.tasks.detection.export; 2 * the largest |coordinate| otherwise), so boxes of different
 classes can never overlap and one op call does per-class NMS.
 """
 from __future__ import annotations

@@ -14,51 +14,23 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from models.contract import DataContract
-from serving import postprocess, preprocess
-from serving.backends import Backend, TensorSpec, backend_for, open_backend
-from serving.detection import Detections, to_pixels
-from serving.detector_io import detector_io, load_original
+from serving import preprocess
+from serving.backends import Backend, backend_for, merge_spec, open_backend
 from serving.manifest import find_entry, read_manifest, verify_file
 from serving.metadata import ArtifactError, read_metadata
+from serving.tasks import classify as classification
+from serving.tasks import open_head
+from serving.tasks.classify import ClassifierHead, Prediction
+from serving.tasks.detect import Detections, DetectorHead, load_original, to_pixels
 from serving.tta import average as tta_average
 from serving.tta import check_mode
 from serving.tta import views as tta_views
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """One classified image."""
-    file: str
-    label: str
-    score: float
-    topk: list[tuple[str, float]] = field(default_factory=list)
-    latency_ms: float = 0.0   # decode + preprocess + model + postprocess for this image
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"file": self.file, "label": self.label, "score": self.score,
-                "topk": [[label, p] for label, p in self.topk], "latency_ms": self.latency_ms}
-
-
-def _merge(actual: TensorSpec, claimed: dict[str, Any], side: str, where: str) -> TensorSpec:
-    """The file's real tensor, with scale/zero_point from the metadata where the format has
-    none (ONNX); a dtype or shape that disagrees with the metadata is an error."""
-    meta = TensorSpec.from_dict(claimed)
-    if actual.dtype != meta.dtype:
-        raise ArtifactError(f"{where}: metadata says the {side} is {meta.dtype} but the model's "
-                            f"tensor is {actual.dtype}")
-    if actual.shape[1:] != meta.shape[1:] and None not in actual.shape[1:]:
-        raise ArtifactError(f"{where}: metadata says the {side} shape is {list(meta.shape)} but "
-                            f"the model's tensor is {list(actual.shape)}")
-    if actual.quantized and actual.scale is None:
-        return replace(actual, scale=meta.scale, zero_point=meta.zero_point)
-    return actual
 
 
 class Runner:
@@ -73,18 +45,12 @@ class Runner:
         self.backend = backend
         self.manifest = manifest
         where = str(path)
-        self.input = _merge(backend.input, metadata["input"], "input", where)
+        self.input = merge_spec(backend.input, metadata["input"], "input", where)
         if tuple(self.input.shape[1:]) != tuple(self.contract.input_shape):
             raise ArtifactError(f"{where}: model input {list(self.input.shape)} does not match the "
                                 f"contract's input_shape {list(self.contract.input_shape)} (NHWC)")
-        self.detector = detector_io(where, self.contract, metadata, backend)
-        if self.detector is not None:
-            self.output = backend.output
-            return
-        self.output = _merge(backend.output, metadata["output"], "output", where)
-        if self.output.shape[-1] not in (None, self.contract.num_classes):
-            raise ArtifactError(f"{where}: model output {list(self.output.shape)} does not match the "
-                                f"contract's {self.contract.num_classes} labels")
+        self.head = open_head(where, self.contract, metadata, backend)   # per task: serving.tasks
+        self.output = self.head.output
 
     def __repr__(self) -> str:
         return (f"Runner({str(self.path)!r}, format={self.format!r}, backend={self.backend.name!r}, "
@@ -94,15 +60,30 @@ class Runner:
     def labels(self) -> tuple[str, ...]:
         return self.contract.labels
 
+    @property
+    def task(self) -> str:
+        return self.head.task
+
+    def _head(self, kind: type, call: str) -> Any:
+        if not isinstance(self.head, kind):
+            raise ArtifactError(f"{self.path}: a {self.contract.task} model; {call}() needs a "
+                                f"{kind.task} model")
+        return self.head
+
+    def run_batch(self, images: np.ndarray) -> Any:
+        """The task's answer for uint8 pixels (N, H, W, C) at the contract size: probabilities
+        (N, K) for a classifier, per image (boxes, scores, classes) for a detector."""
+        return self.predict(images) if isinstance(self.head, ClassifierHead) else self.detect_batch(images)
+
     def predict(self, images: np.ndarray, tta: str = "none") -> np.ndarray:
         """Pixels uint8 (N, H, W, C) (or one (H, W, C)) at the contract size -> float32
         probabilities (N, K). tta="flip"/"flip_crop" averages over 2/10 views (serving.tta)."""
+        head = self._head(ClassifierHead, "predict")
         if tta != "none":
             batch = preprocess.check_batch(images, self.contract)
             return tta_average([self.predict(v) for v in tta_views(batch, tta)])
         x = preprocess.to_input(images, self.contract, self.input)
-        raw = self.backend.run(x)
-        return postprocess.to_probabilities(raw, self.contract, self.output)
+        return head.probabilities(self.backend.run(x))
 
     def classify(self, sources: Iterable[preprocess.Source], topk: int = 5,
                  tta: str = "none") -> list[Prediction]:
@@ -113,7 +94,7 @@ class Runner:
         for i, source in enumerate(sources):
             t0 = time.perf_counter()
             probs = self.predict(preprocess.load_images([source], self.contract), tta=tta)[0]
-            best = postprocess.topk(probs, self.labels, topk)
+            best = classification.topk(probs, self.labels, topk)
             name = str(source) if isinstance(source, (str, os.PathLike)) else (
                 getattr(source, "name", None) or f"<image {i}>")
             results.append(Prediction(file=name, label=best[0][0], score=best[0][1], topk=best,
@@ -124,26 +105,23 @@ class Runner:
     def detect_batch(self, images: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Pixels uint8 (N, H, W, C) at the contract size -> per image normalized x0, y0, x1, y1
         boxes (n, 4), scores (n,), classes (n,), one image per call (the parity gate's path)."""
-        if self.detector is None:
-            raise ArtifactError(f"{self.path}: a {self.contract.task} model; detect() needs a detector")
+        head = self._head(DetectorHead, "detect")
         batch = preprocess.check_batch(images, self.contract)
-        return [self.detector.run(preprocess.to_input(img[None], self.contract, self.input))
-                for img in batch]
+        return [head.run(preprocess.to_input(img[None], self.contract, self.input)) for img in batch]
 
     def detect(self, sources: Iterable[preprocess.Source], score: float | None = None
                ) -> list[Detections]:
         """Decode each image (path, bytes or file object), detect, and return its boxes in the
         ORIGINAL image's pixels (x0, y0, x1, y1), labels, scores and latency. `score` drops
         boxes below it (the file's own score threshold already applied)."""
-        if self.detector is None:
-            raise ArtifactError(f"{self.path}: a {self.contract.task} model; detect() needs a detector")
+        head = self._head(DetectorHead, "detect")
         results = []
         for i, source in enumerate(sources):
             t0 = time.perf_counter()
             name = str(source) if isinstance(source, (str, os.PathLike)) else (
                 getattr(source, "name", None) or f"<image {i}>")
             pixels, (width, height) = load_original(source, self.contract, name)
-            boxes, scores, classes = self.detector.run(preprocess.to_input(pixels, self.contract, self.input))
+            boxes, scores, classes = head.run(preprocess.to_input(pixels, self.contract, self.input))
             keep = scores >= score if score is not None else slice(None)
             boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
             results.append(Detections(

@@ -40,6 +40,7 @@ def _export_qat_int8(model, keras3, qplan, x, work: Path) -> None:
     from pipeline.compress import tfmot_ops as ops
     from pipeline.export.formats import get_format
     from pipeline.export.tflite import convert
+    from pipeline.tasks import get_task
 
     graph = work / "qat" / "saved_model"
     ops.refresh_weight_ranges(model)   # as pipeline.compress does before it saves the graph
@@ -47,7 +48,7 @@ def _export_qat_int8(model, keras3, qplan, x, work: Path) -> None:
     write_json(graph.parent / "info.json", {"weights": "per_channel",
                                             "needs_calibration": ops.needs_calibration(qplan)})
     data = convert(keras3, get_format("tflite_qat_int8"), {"io": "float"}, calibration=x.astype(np.uint8),
-                   workdir=work, graph=graph)
+                   workdir=work, graph=graph, task=get_task("classification"))
     interp = Interpreter(model_content=data)
     interp.allocate_tensors()
     interp.set_tensor(interp.get_input_details()[0]["index"], x[:1])

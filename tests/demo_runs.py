@@ -55,6 +55,7 @@ def build_run(root: Path) -> Path:
     from models import create_model, get_contract, save_model
     from pipeline.export import tflite
     from pipeline.export.formats import FORMATS, quantization_record
+    from pipeline.tasks import get_task
     from serving.manifest import sha256_file, write_manifest
     from serving.metadata import build_metadata, tensor_spec
 
@@ -72,7 +73,8 @@ def build_run(root: Path) -> Path:
         spec = FORMATS[fmt]
         with warnings.catch_warnings():   # uint8 I/O without input statistics: expected here
             warnings.filterwarnings("ignore", "Statistics for quantized inputs")
-            data = tflite.convert(model, spec, options, calibration=calibration, workdir=export)
+            data = tflite.convert(model, spec, options, calibration=calibration, workdir=export,
+                                  task=get_task("classification"))
         inp, out = tflite.describe_io(data)
         meta = build_metadata(format=fmt, contract=get_contract(model), input=tensor_spec(**inp),
                               output=tensor_spec(**out), quantization=quantization_record(spec, calib_info),
@@ -121,8 +123,8 @@ def _det_training_split():
     themselves, repeated: a few seconds of fitting then finds their objects."""
     import dataclasses
 
-    from pipeline.data.detection import DetSplit
-    from pipeline.data.shapes_det import generate_scenes
+    from pipeline.tasks.detection.data import DetSplit
+    from pipeline.tasks.detection.scenes import generate_scenes
     from serving.images import load_image
 
     cfg = make_samples_module().scene_config()
@@ -141,7 +143,7 @@ def _det_training_split():
 def build_det_run(root: Path, epochs: int = 25) -> Path:
     """root/det/{model.keras, config.yaml, export/}: a tiny SSD (resnet18 width 0.25, conv head,
     64x64; ~13 s of its CPU time is the first step's graph building, mobilenetv2 took twice that)
-    fitted on _det_training_split (pipeline.train_det's anchor targets and loss), exported by
+    fitted on _det_training_split (pipeline.tasks.detection.train's anchor targets and loss), exported by
     pipeline.export to tflite_fp32 and onnx with the detection gate relaxed (the model is tiny;
     the gate still measures and records every number). It finds every object of the three sample
     scenes at score ~1 (it has seen them) and is unsure on new ones (a mirrored scene: scores
@@ -156,7 +158,7 @@ def build_det_run(root: Path, epochs: int = 25) -> Path:
     from models import anchors_of, create_detector, get_contract, save_model
     from pipeline.config import load_config
     from pipeline.export import ExportConfig, export
-    from pipeline.train_det import DetectionConfig, make_dataset, make_loss
+    from pipeline.tasks.detection.train import DetectionConfig, make_dataset, make_loss
 
     keras.utils.set_random_seed(0)
     model = create_detector("ssd", backbone="resnet18", num_classes=len(DET_LABELS), input_shape=DET_SHAPE,

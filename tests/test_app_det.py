@@ -154,7 +154,7 @@ def test_detection_results_json_and_no_tensorflow(det_runs_root):
     code = ("import sys, json\n"
             "from pathlib import Path\n"
             "from serving.demo.inference import detect, open_model, results_document\n"
-            "from serving.demo.detection import detection_rows, draw_detections, filter_detections\n"
+            "from serving.demo.detection import detection_rows, filter_detections\n"
             f"m = open_model(Path({str(path)!r}))\n"
             f"raw = detect(m, 's', Path({str(SAMPLES / 'scene_a.png')!r}).read_bytes())\n"
             "det = filter_detections(raw, score_threshold=0.3, iou_threshold=0.45, label_names=m.labels)\n"

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from models.options import OptionError
 from pipeline.augment import AugmentConfig
-from pipeline.augment_det import augment_detection_batch, check_detection_augment, transform_boxes
+from pipeline.tasks.detection.augment import augment_detection_batch, check_detection_augment, transform_boxes
 
 
 def _scene(n=16, size=64):

@@ -99,18 +99,6 @@ def test_ssd_sizes_follow_the_paper():
     np.testing.assert_allclose(sizes[0][1], np.sqrt(0.2 * 0.34), atol=1e-6)
 
 
-def test_multibox_detection_keeps_best_box_per_object():
-    anchors = np.array([[0.1, 0.1, 0.5, 0.5], [0.12, 0.1, 0.52, 0.5], [0.6, 0.6, 0.9, 0.9]], np.float32)
-    offsets = np.zeros((1, 3, 4), np.float32)
-    probs = np.array([[[0.1, 0.9, 0.0], [0.2, 0.8, 0.0], [0.3, 0.0, 0.7]]], np.float32)
-    boxes, scores, classes, count = B.multibox_detection(probs, offsets, anchors, iou_threshold=0.5,
-                                                         max_detections=5)
-    assert int(count[0]) == 2
-    np.testing.assert_allclose(scores[0, :2], [0.9, 0.7], atol=1e-6)
-    np.testing.assert_array_equal(classes[0, :2], [0, 1])
-    np.testing.assert_allclose(boxes[0, 0], anchors[0], atol=1e-6)
-
-
 @pytest.mark.parametrize("g", [1, 3])
 def test_assign_is_vectorised_over_many_anchors(g):
     anchors = B.multibox_prior(16, 16, [0.2, 0.3], [1, 2, 0.5])

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from serving.demo.catalog import human_size, parity_line, scan_runs
-from serving.demo.samples import list_samples
 from serving.demo.settings import RUNS_ENV, DemoError, runs_root
+from serving.samples import list_samples
 from tests.demo_runs import RUN, make_samples_module
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
@@ -79,7 +79,7 @@ def test_runs_root_order_argument_env_default(tmp_path):
 def test_samples_are_listed_and_reproducible():
     """The committed PNGs are what samples/make_samples.py draws (compared as pixels, so a
     different zlib does not matter)."""
-    from serving.demo.samples import SCENES_JSON, read_scenes
+    from serving.samples import SCENES_JSON, read_scenes
 
     names = list(list_samples(SAMPLES))
     assert names == sorted(names) and "circle.png" in names and len(names) == 11
@@ -111,7 +111,7 @@ def test_the_page_opens_on_the_file_the_report_recommends(demo_runs_root, tmp_pa
 
 
 def test_samples_are_offered_only_to_models_with_their_labels():
-    from serving.demo.samples import sample_label, samples_for
+    from serving.samples import sample_label, samples_for
 
     every = list_samples(SAMPLES)
     assert sample_label("digit_3.png") == "3" and sample_label("circle.png") == "circle"
@@ -122,7 +122,7 @@ def test_samples_are_offered_only_to_models_with_their_labels():
 
 
 def test_scenes_are_offered_only_to_detectors_of_their_classes():
-    from serving.demo.samples import read_scenes, samples_for
+    from serving.samples import read_scenes, samples_for
 
     every, scenes = list_samples(SAMPLES), read_scenes(SAMPLES)
     shapes_det = ("circle", "square", "triangle")

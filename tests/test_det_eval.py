@@ -2,8 +2,8 @@
 import numpy as np
 
 from pipeline.data.base import ShapesDetConfig
-from pipeline.data.shapes_det import generate_scenes
-from pipeline.det_eval import coco_metrics, plot_pr_curves, plot_prediction_grid
+from pipeline.tasks.detection.evaluate import coco_metrics, plot_pr_curves, plot_prediction_grid
+from pipeline.tasks.detection.scenes import generate_scenes
 
 CLASSES = ("circle", "square", "triangle")
 

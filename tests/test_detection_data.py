@@ -9,8 +9,8 @@ import pytest
 from pipeline.config import load_config
 from pipeline.data import DataConfig, DataError, load_dataset
 from pipeline.data.base import ShapesDetConfig
-from pipeline.data.detection import load_detection_dataset
-from pipeline.data.shapes_det import generate_scenes, write_detection
+from pipeline.tasks.detection.data import load_detection_dataset
+from pipeline.tasks.detection.scenes import generate_scenes, write_detection
 
 SMALL = ShapesDetConfig(images=24, size=64)
 

@@ -7,16 +7,11 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from serving.demo.detection import (
-    PALETTE,
-    as_detections,
-    box_iou,
-    detection_rows,
-    draw_detections,
-    filter_detections,
-)
+from models.boxes import iou_numpy as box_iou
+from serving.demo.detection import as_detections, detection_rows, filter_detections
 from serving.demo.settings import DemoError
 from serving.nms import nms
+from serving.tasks.detect import PALETTE, draw_detections
 
 LABELS = ("cat", "dog", "bird")
 # two heavily overlapping cats (IoU 0.75), a dog on top of them, a weak bird, a far cat

@@ -202,7 +202,7 @@ def test_failing_gate_exits_non_zero_and_keeps_the_previous_export(exported, dig
 
 
 def test_gate_judges_each_threshold():
-    from pipeline.export.parity import compare, judge
+    from pipeline.tasks.classification.parity import compare, judge
 
     ref = np.eye(4, dtype=np.float32)[[0, 1, 2, 3, 0, 1, 2, 3]]
     probs = ref.copy()
@@ -225,17 +225,20 @@ def test_gate_judges_each_threshold():
 
 def test_a_file_that_does_not_hold_what_its_name_promises_is_rejected(exported):
     from pipeline.export.errors import ExportError
-    from pipeline.export.tflite import check
+    from pipeline.export.tflite import check_weights
+    from pipeline.tasks import get_task
 
+    task = get_task("classification")
     fp32 = (exported.out_dir / "model_fp32.tflite").read_bytes()
-    check(fp32, FORMATS["tflite_fp32"], {})
+    check_weights(fp32, FORMATS["tflite_fp32"])
+    assert task.check_file("tflite", fp32, FORMATS["tflite_fp32"], {}) == []
     with pytest.raises(ExportError, match="tflite_fp16: the converted file has no float16 tensors"):
-        check(fp32, FORMATS["tflite_fp16"], {})
-    with pytest.raises(ExportError, match="tflite_int8: converted input is float32, expected uint8"):
-        check(fp32, FORMATS["tflite_int8"], {"io": "uint8"})
+        check_weights(fp32, FORMATS["tflite_fp16"])
+    assert task.check_file("tflite", fp32, FORMATS["tflite_int8"], {"io": "uint8"}) == [
+        "converted input is float32, expected uint8"]
     dynamic = (exported.out_dir / "model_dynamic.tflite").read_bytes()
-    with pytest.raises(ExportError, match="float32 tensors left in a full-integer model"):
-        check(dynamic, FORMATS["tflite_int8"], {"io": "float"})
+    (problem,) = task.check_file("tflite", dynamic, FORMATS["tflite_int8"], {"io": "float"})
+    assert "float32 tensors left in a full-integer model" in problem
 
 
 def test_logits_model_is_compared_as_probabilities(tmp_path):

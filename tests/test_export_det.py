@@ -17,6 +17,7 @@ TFLITE_FORMATS = [f for f in DET_FORMATS if f.startswith("tflite")]
 def det_files(det_run, tmp_path_factory):
     from models import load_model
     from pipeline.export.worker import convert_one
+    from pipeline.tasks import get_task
 
     det = load_model(det_run / "model.keras")
     keras_path = det_run / "model.keras"
@@ -30,22 +31,25 @@ def det_files(det_run, tmp_path_factory):
     for name in DET_FORMATS:
         spec = FORMATS[name]
         item = {"format": name, "file": spec.filename({}), "options": spec.resolved_options({})}
-        files[name] = convert_one(det, item, job, calib)
+        files[name] = convert_one(det, get_task("detection"), item, job, calib)
     return files
 
 
-def test_table_has_a_task_column():
-    assert [s.name for s in check_request([], {}, task="detection")] == list(DET_FORMATS)
+def test_each_task_names_the_formats_it_takes():
+    from pipeline.tasks import get_task
+
+    det = get_task("detection")
+    assert [s.name for s in check_request([], {}, det)] == list(DET_FORMATS)
     with pytest.raises(OptionError, match="cannot export a detection model"):
-        check_request(["onnx_int8"], {}, task="detection")
+        check_request(["onnx_int8"], {}, det)
     with pytest.raises(OptionError, match="only io=float"):
-        check_request(["tflite_int8"], {"io": "uint8"}, task="detection")
-    check_request(["tflite_fp16"], {})   # classification unchanged
+        check_request(["tflite_int8"], {"io": "uint8"}, det)
+    check_request(["tflite_fp16"], {}, get_task("classification"))
 
 
 @pytest.mark.parametrize("fmt", TFLITE_FORMATS)
 def test_tflite_has_builtin_nms_and_no_flex(det_files, fmt):
-    from pipeline.export.detection import op_names
+    from serving.tflite_inspect import op_names
 
     ops = op_names(det_files[fmt].read_bytes())
     assert "NON_MAX_SUPPRESSION_V5" in ops
@@ -79,7 +83,7 @@ def test_metadata_describes_the_detector(det_files, fmt):
 def test_fp16_and_dynamic_files_hold_their_promised_weights(det_files):
     """fp16: float16 weights (dequantized at load), about half the fp32 file; dynamic: int8 weights,
     float activations (no int8 activations: its convolutions take float inputs)."""
-    from pipeline.export.tflite import tensor_types
+    from serving.tflite_inspect import tensor_types
 
     fp32, fp16, dyn = (det_files[f].read_bytes() for f in ("tflite_fp32", "tflite_fp16", "tflite_dynamic"))
     assert tensor_types(fp16).get("float16", 0) > 10 and "float16" not in tensor_types(fp32)
@@ -109,7 +113,7 @@ def _png(img, path):
 
 def _reproduced(ref, got, iou=0.9, same_class=True):
     """Share of ref's boxes that got has (with the same class) at IoU >= iou."""
-    from serving.demo.detection import box_iou
+    from models.boxes import iou_numpy as box_iou
 
     if not len(ref.boxes):
         return 1.0
@@ -266,14 +270,15 @@ def test_a_failed_detection_gate_writes_nothing(det_run, monkeypatch):
     """The real gate numbers, with a failure reason added: nothing may be published."""
     from pipeline.export import core
     from pipeline.export.errors import GateError
+    from pipeline.tasks.detection.task import DetectionTask
 
-    real = core.check_detector
+    real = DetectionTask.parity
 
     def failing(*args, **kwargs):
         rec = real(*args, **kwargs)
         return {**rec, "passed": False, "reasons": [f"mAP@.5 {rec['map50']:.4f} (forced failure)"]}
 
-    monkeypatch.setattr(core, "check_detector", failing)
+    monkeypatch.setattr(DetectionTask, "parity", failing)
     out = det_run / "gated"
     with pytest.raises(GateError, match="forced failure"):
         core.export(_export_cfg(det_run, "formats=tflite_fp32", f"out={out}"))
@@ -282,7 +287,7 @@ def test_a_failed_detection_gate_writes_nothing(det_run, monkeypatch):
 
 def test_judge_names_each_broken_threshold():
     from pipeline.export.config import GateConfig
-    from pipeline.export.det_parity import judge
+    from pipeline.tasks.detection.parity import judge
 
     nums = {"map50": 0.80, "map50_keras": 0.85, "map50_drop": 0.05, "map": 0.6, "map_keras": 0.61,
             "map_drop": 0.01}
@@ -297,14 +302,17 @@ def test_judge_names_each_broken_threshold():
 
 def test_pre_nms_topk_keeps_only_the_best_anchors(det_run, tmp_path):
     """nms.pre_nms_topk = T (a contract setting, file-only): TOPK_V2 inside the file, and its
-    detections are decode_nms's on the raw outputs with every anchor outside the top T silenced."""
+    detections are the decoder's numpy twin's on the raw outputs with every anchor outside the
+    top T silenced."""
     from dataclasses import replace
 
     import serving
     from models import get_contract, load_model, set_contract
-    from pipeline.export.detection import op_names
+    from models.decoder import detect_numpy
     from pipeline.export.worker import convert_one
-    from serving.detection import anchors, decode_nms
+    from pipeline.tasks import get_task
+    from serving.nms import nms as run_nms
+    from serving.tflite_inspect import op_names
 
     det = load_model(det_run / "model.keras")
     c = get_contract(det)
@@ -315,7 +323,8 @@ def test_pre_nms_topk_keeps_only_the_best_anchors(det_run, tmp_path):
     job = {"scratch": str(tmp_path / "scratch"), "staging": str(tmp_path),
            "source": {"model": "model.keras", "sha256": None, "config": None}, "calibration_info": None}
     spec = FORMATS["tflite_fp32"]
-    path = convert_one(det, {"format": spec.name, "file": spec.filename({}), "options": {}}, job, None)
+    path = convert_one(det, get_task("detection"), {"format": spec.name, "file": spec.filename({}),
+                                                     "options": {}}, job, None)
     assert "TOPK_V2" in op_names(path.read_bytes())
     img = _scene(SIZE, SIZE, 3)
     raw = np.asarray(det.predict_on_batch(img[None].astype(np.float32)))[0]   # (A, 4 + C + 1)
@@ -324,7 +333,7 @@ def test_pre_nms_topk_keeps_only_the_best_anchors(det_run, tmp_path):
     assert (score >= nms["score_threshold"]).sum() > topk   # the top-k really cuts candidates here
     masked = raw.copy()
     masked[np.argsort(-score)[topk:], 5:] = -1e4            # background wins outside the top T
-    boxes, scores, classes, n = decode_nms(masked, anchors(c), nms, tuple(c.extra["encoding"]["variances"]))
+    boxes, scores, classes, n = detect_numpy(masked, c.detection, run_nms)   # all anchors, no top-k
     (got,) = serving.load(path, manifest=None).detect_batch(img[None])
     np.testing.assert_allclose(got[0], boxes[:n], atol=1e-5)
     np.testing.assert_allclose(got[1], scores[:n], atol=1e-5)
@@ -332,14 +341,15 @@ def test_pre_nms_topk_keeps_only_the_best_anchors(det_run, tmp_path):
 
 
 def test_raw_detector_hook_converts_without_nms(det_run, tmp_path):
-    """convert(..., with_nms=False), bench/detection_latency.py's hook: the same recipe on the raw
+    """convert(..., task=RawGraph()), bench/detection_latency.py's hook: the same recipe on the raw
     detector, one (1, A, 4 + C + 1) float output and no NMS op."""
     from models import anchors_of, get_contract, load_model
-    from pipeline.export.detection import op_names
-    from pipeline.export.tflite import convert, describe_outputs
+    from pipeline.export.tflite import convert
+    from pipeline.tasks.detection.export import RawGraph
+    from serving.tflite_inspect import describe_outputs, op_names
 
     det = load_model(det_run / "model.keras")
-    data = convert(det, FORMATS["tflite_fp32"], {}, calibration=None, workdir=tmp_path, with_nms=False)
+    data = convert(det, FORMATS["tflite_fp32"], {}, calibration=None, workdir=tmp_path, task=RawGraph())
     assert "NON_MAX_SUPPRESSION_V5" not in op_names(data)
     (out,) = describe_outputs(data)
     assert out["shape"] == [1, len(anchors_of(get_contract(det))), 4 + 3 + 1] and out["dtype"] == "float32"

@@ -46,7 +46,7 @@ def test_different_classes_never_suppress(scale):
 
 
 def test_class_offset_is_the_files_constant_for_normalized_boxes():
-    assert class_offset(np.array([[0.0, 0.1, 1.0, 0.9]])) == 2.0             # pipeline.export.detection
+    assert class_offset(np.array([[0.0, 0.1, 1.0, 0.9]])) == 2.0             # pipeline.tasks.detection.export
     assert class_offset(np.array([[0.0, 0.0, 640.0, 480.0]])) == 1280.0
 
 
@@ -93,7 +93,7 @@ def test_shipped_graph_is_package_data():
 
 
 def test_keras_decoding_with_this_nms_gives_the_tflite_files_boxes(det_runs_root):
-    """decode_nms (serving.nms inside) on the .keras detector's raw output = what the exported
+    """The decoder's numpy twin (serving.nms inside) on the .keras detector's raw output = what the exported
     fp32 file's own NON_MAX_SUPPRESSION_V5 returns, on every sample scene."""
     import serving
     from tests.demo_runs import DET_RUN, SAMPLES, scene_truth

@@ -15,7 +15,7 @@ from serving_models import LABELS, artifacts, to_tflite, with_metadata
 
 import serving
 from models.contract import DataContract
-from serving import postprocess, preprocess
+from serving import preprocess
 from serving.images import ImageError
 from serving.metadata import (
     METADATA_KEY,
@@ -28,6 +28,7 @@ from serving.metadata import (
     sha256_file,
     tensor_spec,
 )
+from serving.tasks import classify as postprocess
 
 REPO = Path(__file__).resolve().parents[1]
 

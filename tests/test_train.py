@@ -117,7 +117,7 @@ def test_run_dir_holds_every_artifact(tiny_run):
 def test_saved_model_carries_labels_and_matches_metrics(tiny_run):
     from models import get_contract, load_model
     from pipeline.data import load_dataset, make_tf_dataset
-    from pipeline.train import evaluate
+    from pipeline.tasks.classification.task import evaluate_split as evaluate
 
     cfg, result = tiny_run
     model = load_model(result.paths["model"])

@@ -9,8 +9,8 @@ import pytest
 
 from models.options import OptionError
 from pipeline.config import load_config
+from pipeline.tasks.detection.train import DetectionConfig, make_loss
 from pipeline.train import TrainConfig, train
-from pipeline.train_det import DetectionConfig, make_loss
 
 
 def _targets():
@@ -76,8 +76,8 @@ def test_tiny_detector_loss_falls(tmp_path):
 def test_labelling_in_tf_data_marks_positives():
     from models import anchors_of, create_detector, get_contract
     from pipeline.data.base import ShapesDetConfig
-    from pipeline.data.shapes_det import generate_scenes
-    from pipeline.train_det import make_dataset
+    from pipeline.tasks.detection.scenes import generate_scenes
+    from pipeline.tasks.detection.train import make_dataset
 
     split = generate_scenes(ShapesDetConfig(images=8, size=64), seed=0)
     model = create_detector("ssd", backbone="mobilenetv3_small", num_classes=3, input_shape=(64, 64, 3),

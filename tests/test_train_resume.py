@@ -10,7 +10,7 @@ import pytest
 from train_helpers import ROOT, TINY, env, run_cli, train_cmd
 
 from models.options import OptionError
-from pipeline import runs
+from pipeline import rundir
 
 EPOCHS = 12
 
@@ -67,7 +67,7 @@ def test_sigkill_then_same_command_resumes(tmp_path):
 
 
 def _fake_interrupted_run(tmp_path, config):
-    paths = runs.run_paths(tmp_path)
+    paths = rundir.run_paths(tmp_path)
     paths.backup.mkdir(parents=True)
     (paths.backup / "training_metadata.json").write_text('{"epoch": 3, "batch": 0}')
     paths.config.write_text(json.dumps(config))   # JSON is YAML
@@ -77,19 +77,19 @@ def _fake_interrupted_run(tmp_path, config):
 def test_resume_refuses_other_options(tmp_path):
     saved = {"lr": 0.01, "epochs": 10, "model": {"name": "lenet_bn", "options": {}}}
     paths = _fake_interrupted_run(tmp_path, saved)
-    assert runs.prepare(paths, {**saved, "epochs": 20}, overwrite=False) is True   # more epochs: fine
+    assert rundir.prepare(paths, {**saved, "epochs": 20}, overwrite=False) is True   # more epochs: fine
     with pytest.raises(OptionError) as e:
-        runs.prepare(paths, {**saved, "lr": 0.1, "model": {"name": "resnet18", "options": {}}},
+        rundir.prepare(paths, {**saved, "lr": 0.1, "model": {"name": "resnet18", "options": {}}},
                      overwrite=False)
     assert "interrupted run made with other options" in str(e.value)
     assert "lr: 0.01 -> 0.1" in str(e.value) and "model.name: 'lenet_bn' -> 'resnet18'" in str(e.value)
-    assert runs.prepare(paths, {**saved, "lr": 0.1}, overwrite=True) is False
+    assert rundir.prepare(paths, {**saved, "lr": 0.1}, overwrite=True) is False
     assert not paths.backup.exists()
 
 
 def test_run_killed_before_its_first_backup_starts_over(tmp_path):
-    paths = runs.run_paths(tmp_path)
+    paths = rundir.run_paths(tmp_path)
     paths.log.parent.mkdir(parents=True)
     paths.log.write_text("epoch,session\n0,1\n")
-    assert runs.prepare(paths, {}, overwrite=False) is False
+    assert rundir.prepare(paths, {}, overwrite=False) is False
     assert not paths.log.exists()

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from models.options import OptionError, suggest
-from pipeline.train import TrainConfig
+from pipeline.rundir import RUN_CONFIG, read_run_config
+from pipeline.train_config import TrainConfig
 
 METHODS = ("prune", "qat", "prune_qat")
 DENSE_WORDS = ("first", "classifier", "none")
@@ -172,11 +173,9 @@ def source_model(start: str) -> Path:
 
 def source_config(start: str) -> dict[str, Any]:
     """The source run's config.yaml ({} for a bare .keras without one)."""
-    from pipeline.export.sources import RUN_CONFIG, _read_run_config
-
     path = Path(start).expanduser()
     cfg = (path if path.is_dir() else path.parent) / RUN_CONFIG
-    return _read_run_config(cfg) if cfg.is_file() else {}
+    return read_run_config(cfg) if cfg.is_file() else {}
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from typing import Any
 from models.options import OptionError
 from pipeline.compress.config import CompressConfig, CompressError
 from pipeline.config import to_dict
-from pipeline.export.core import _ROOT, _worker_env
+from pipeline.workers import ROOT, worker_env
 
 
 @dataclass
@@ -42,7 +42,7 @@ def compress(cfg: CompressConfig) -> CompressResult:
         job_path = Path(scratch) / "job.json"
         job_path.write_text(json.dumps(job))
         proc = subprocess.Popen([sys.executable, "-m", "pipeline.compress.worker", str(job_path)],
-                                env=_worker_env(), cwd=str(_ROOT))
+                                env=worker_env(), cwd=str(ROOT))
         try:
             rc = proc.wait()
         except BaseException:

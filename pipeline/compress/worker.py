@@ -180,7 +180,7 @@ def stage(cfg: Any, tune: Any, method: str, start: str, out: Path) -> dict[str, 
 
 
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
-    from pipeline import runs
+    from pipeline import rundir
     from pipeline.compress.config import CompressConfig
     from pipeline.config import build
 
@@ -192,7 +192,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     if (_compressed_with(cfg.start) or {}).get("method") == "prune":   # already pruned: stage 2 only
         return stage(cfg, tune, "prune_qat", cfg.start, out)
     pruned = out / "stages" / "prune"   # stage 1, a run dir of its own; reused once finished
-    finished = (pruned / "metrics.json").is_file() and not runs.run_paths(pruned).has_backup()
+    finished = (pruned / "metrics.json").is_file() and not rundir.run_paths(pruned).has_backup()
     if cfg.overwrite or not finished:
         stage(cfg, tune, "prune", cfg.start, pruned)
     return stage(cfg, tune, "prune_qat", str(pruned), out)

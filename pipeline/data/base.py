@@ -16,6 +16,9 @@ BUILTIN_SOURCES = ("digits", "shapes", "shapes_det")
 DETECTION_SOURCES = ("shapes_det",)    # sources of boxes (task=detection), not class folders
 DETECTION_FORMATS = ("auto", "coco", "voc", "yolo", "csv")
 CACHE_MODES = ("auto", "memory", "none")
+# the object classes the shapes generator draws (pipeline.data.shapes)
+SHAPE_CLASSES = ("circle", "square", "triangle", "star", "cross", "ring", "hexagon", "crescent",
+                 "arrow", "heart", "semicircle", "frame")
 
 
 class DataError(OptionError):
@@ -31,7 +34,7 @@ class ShapesConfig:
     """The generated `shapes` source (pipeline.data.shapes)."""
     per_class: int = 1000       # images per class (train + val + test); fewer -> deep nets memorise
     size: int = 64              # native side in pixels; other model sizes are resized from it
-    classes: int = 10           # the first N of shapes.CLASSES ...
+    classes: int = 10           # the first N of SHAPE_CLASSES ...
     names: tuple[str, ...] = ()  # ... or these classes by name (e.g. disjoint sets for fine-tuning)
     noise: float = 8.0          # max std of the Gaussian pixel noise (0..255 scale)
     rotation: float = 20.0      # max object rotation in degrees (180: any angle)
@@ -39,23 +42,19 @@ class ShapesConfig:
 
     @property
     def class_names(self) -> tuple[str, ...]:
-        from pipeline.data.shapes import CLASSES
-
-        return tuple(self.names) or CLASSES[:self.classes]
+        return tuple(self.names) or SHAPE_CLASSES[:self.classes]
 
     def validate(self) -> None:
-        from pipeline.data.shapes import CLASSES
-
         if self.per_class < 1:
             raise OptionError(f"data.shapes.per_class must be >= 1, got {self.per_class}")
         if not 16 <= self.size <= 1024:
             raise OptionError(f"data.shapes.size must be in 16..1024, got {self.size}")
-        if not 2 <= self.classes <= len(CLASSES):
-            raise OptionError(f"data.shapes.classes must be in 2..{len(CLASSES)}, got {self.classes}")
+        if not 2 <= self.classes <= len(SHAPE_CLASSES):
+            raise OptionError(f"data.shapes.classes must be in 2..{len(SHAPE_CLASSES)}, got {self.classes}")
         for name in self.names:
-            if name not in CLASSES:
-                raise OptionError(f"data.shapes.names: no class {name!r}{suggest(name, CLASSES)}; "
-                                  f"classes: {', '.join(CLASSES)}")
+            if name not in SHAPE_CLASSES:
+                raise OptionError(f"data.shapes.names: no class {name!r}{suggest(name, SHAPE_CLASSES)}; "
+                                  f"classes: {', '.join(SHAPE_CLASSES)}")
         if self.names and (len(self.names) < 2 or len(set(self.names)) != len(self.names)):
             raise OptionError(f"data.shapes.names needs >= 2 distinct classes, got {self.names}")
         if not 0 <= self.noise <= 128:
@@ -68,11 +67,11 @@ class ShapesConfig:
 
 @dataclass(frozen=True)
 class ShapesDetConfig:
-    """The generated `shapes_det` detection source (pipeline.data.shapes_det): scenes of 0..N
+    """The generated `shapes_det` detection source (pipeline.tasks.detection.scenes): scenes of 0..N
     objects from the shapes renderer, with exact boxes."""
     images: int = 1500                 # scenes (train + val + test)
     size: int = 128                    # native side in pixels; other model sizes are resized
-    classes: int = 3                   # the first N of shapes.CLASSES ...
+    classes: int = 3                   # the first N of SHAPE_CLASSES ...
     names: tuple[str, ...] = ()        # ... or these classes by name
     max_objects: int = 4               # objects per scene: 1..max (and ~5% empty backgrounds)
     object_size: tuple[float, float] = (0.1, 0.5)   # object extent range, fraction of the side
@@ -80,17 +79,13 @@ class ShapesDetConfig:
 
     @property
     def class_names(self) -> tuple[str, ...]:
-        from pipeline.data.shapes import CLASSES
-
-        return tuple(self.names) or CLASSES[:self.classes]
+        return tuple(self.names) or SHAPE_CLASSES[:self.classes]
 
     def validate(self) -> None:
-        from pipeline.data.shapes import CLASSES
-
         checks = [(self.images >= 1, "images must be >= 1"),
                   (32 <= self.size <= 1024, "size must be in 32..1024"),
-                  (1 <= self.classes <= len(CLASSES), f"classes must be in 1..{len(CLASSES)}"),
-                  (all(n in CLASSES for n in self.names), f"names must be among {', '.join(CLASSES)}"),
+                  (1 <= self.classes <= len(SHAPE_CLASSES), f"classes must be in 1..{len(SHAPE_CLASSES)}"),
+                  (all(n in SHAPE_CLASSES for n in self.names), f"names must be among {', '.join(SHAPE_CLASSES)}"),
                   (1 <= self.max_objects <= 32, "max_objects must be in 1..32"),
                   (0.03 <= self.object_size[0] <= self.object_size[1] <= 1.0,
                    "object_size must be 0.03 <= min <= max <= 1"),

@@ -17,7 +17,6 @@ import gzip
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -29,16 +28,18 @@ import numpy as np
 from tqdm import tqdm
 
 from models.options import OptionError
+from pipeline.compress.sparsity import file_sparsity
 from pipeline.config import save_config
 from pipeline.export.config import ExportConfig
-from pipeline.export.det_parity import check_detector, keras_detections
 from pipeline.export.errors import ExportError, GateError
 from pipeline.export.formats import FORMATS, check_request, formats_for
-from pipeline.export.parity import check_artifact
+from pipeline.export.job import reference_paths
 from pipeline.export.sources import Run, load_images, resolve_run
+from pipeline.tasks import get_task
+from pipeline.workers import ROOT, crash_message, worker_env
+from serving.manifest import sha256_file, write_manifest
 
 CONFIG_NAME = "export_config.yaml"
-_ROOT = Path(__file__).resolve().parents[2]   # the project root, for the worker's imports
 
 
 @dataclass
@@ -58,21 +59,6 @@ def resolve_out(cfg: ExportConfig, run: Run) -> Path:
     return out
 
 
-def _worker_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_ROOT), env.get("PYTHONPATH")) if p)
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    return env
-
-
-def _crash_message(rc: int, fmt: str | None, log: Path) -> str:
-    what = f"killed by {signal.Signals(-rc).name}" if rc < 0 else f"exit status {rc}"
-    lines = [s.strip() for s in log.read_text(errors="replace").splitlines() if s.strip()]
-    hint = next((s for s in reversed(lines) if "error" in s.lower()), lines[-1] if lines else "")
-    stage = fmt or "loading the model"
-    return f"{stage}: the converter process died ({what}){f'; last error: {hint[:200]}' if hint else ''}"
-
-
 def run_worker(job: dict[str, Any], scratch: Path, verbose: bool) -> None:
     """Run the conversion worker on `job`; raise ExportError on any failure or crash."""
     job_path = scratch / "job.json"
@@ -82,8 +68,8 @@ def run_worker(job: dict[str, Any], scratch: Path, verbose: bool) -> None:
     current, error = None, None
     with open(log, "w") as err:
         proc = subprocess.Popen([sys.executable, "-m", "pipeline.export.worker", str(job_path)],
-                                stdout=subprocess.PIPE, stderr=err, text=True, env=_worker_env(),
-                                cwd=str(_ROOT))
+                                stdout=subprocess.PIPE, stderr=err, text=True, env=worker_env(),
+                                cwd=str(ROOT))
         try:
             for line in proc.stdout:  # type: ignore[union-attr]
                 try:
@@ -107,19 +93,7 @@ def run_worker(job: dict[str, Any], scratch: Path, verbose: bool) -> None:
     if error:
         raise ExportError(error)
     if rc != 0:
-        raise ExportError(_crash_message(rc, current, log))
-
-
-def reference_paths(job: dict[str, Any]) -> dict[str, str]:
-    """Where the worker writes the reference probabilities: the Keras model's, the QAT graph's
-    (QAT runs) and the uncompressed source model's (compressed runs)."""
-    base = Path(job["reference"])
-    paths = {"model": str(base)}
-    for kind in ("qat", "origin"):
-        key = "qat_graph" if kind == "qat" else kind
-        if job.get(key):
-            paths[kind] = str(base.with_name(f"{base.stem}_{kind}.npy"))
-    return paths
+        raise ExportError(crash_message(rc, current, log))
 
 
 def _publish(staging: Path, out: Path) -> None:
@@ -133,22 +107,8 @@ def _publish(staging: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-# (header, width, format, value) per column of the summary; detectors are judged by mAP
-_CLASSIFIER_COLUMNS = (
-    ("size KB", 10, ".1f", lambda r, p: r["size_bytes"] / 1024),
-    ("gzip KB", 10, ".1f", lambda r, p: r["size_gzip_bytes"] / 1024),
-    ("agree", 8, ".3f", lambda r, p: p["top1_agreement"]), ("acc", 8, ".3f", lambda r, p: p["accuracy"]),
-    ("keras", 8, ".3f", lambda r, p: p["accuracy_keras"]),
-    ("max|dp|", 10, ".2g", lambda r, p: p["max_abs_diff"]))
-_DETECTOR_COLUMNS = (
-    ("size KB", 10, ".1f", lambda r, p: r["size_bytes"] / 1024),
-    ("mAP@.5", 8, ".3f", lambda r, p: p["map50"]), ("keras", 8, ".3f", lambda r, p: p["map50_keras"]),
-    ("mAP", 8, ".3f", lambda r, p: p["map"]), ("keras", 8, ".3f", lambda r, p: p["map_keras"]),
-    ("repro", 8, ".3f", lambda r, p: p["reproduced"]))
-
-
-def _summary(rows: list[dict[str, Any]]) -> str:
-    columns = _DETECTOR_COLUMNS if rows and "map50" in rows[0]["parity"] else _CLASSIFIER_COLUMNS
+def _summary(rows: list[dict[str, Any]], columns: Any) -> str:
+    """The table printed after an export: the task's columns (Task.summary_columns)."""
     lines = [f"{'file':<30}" + "".join(f"{head:>{w}}" for head, w, _, _ in columns)]
     for r in rows:
         lines.append(f"{r['file']:<30}" + "".join(f"{get(r, r['parity']):>{w}{fmt}}"
@@ -158,13 +118,10 @@ def _summary(rows: list[dict[str, Any]]) -> str:
 
 def export(cfg: ExportConfig) -> ExportResult:
     """Export cfg.model to cfg.formats under the parity gate; see the module docstring."""
-    from pipeline.compress.sparsity import file_sparsity
-    from serving.manifest import sha256_file, write_manifest
-
     cfg.validate()
     run = resolve_run(cfg.model, cfg.calib)
-    task = run.contract.task
-    specs = check_request(cfg.formats or formats_for(run.kind, task), cfg.format_options(), task=task)
+    task = get_task(run.contract.task)
+    specs = check_request(cfg.formats or formats_for(run.kind, task), cfg.format_options(), task)
     needs_qat = [s.name for s in specs if s.runs == ("qat",)]
     if needs_qat and run.kind != "qat":
         raise OptionError(f"formats: {', '.join(needs_qat)} needs a QAT run (python -m pipeline "
@@ -175,7 +132,7 @@ def export(cfg: ExportConfig) -> ExportResult:
               "options": s.resolved_options(given)} for s in specs]
     n_calib = max((i["options"]["calib_samples"] for i in items if FORMATS[i["format"]].calibrated),
                   default=0)
-    images = load_images(run, calib_samples=n_calib, test_samples=cfg.gate.samples, seed=cfg.seed)
+    images = load_images(run, task, calib_samples=n_calib, test_samples=cfg.gate.samples, seed=cfg.seed)
     source = {"model": run.model_path.name, "sha256": sha256_file(run.model_path),
               "config": run.config, "compression": run.compression}
 
@@ -186,7 +143,7 @@ def export(cfg: ExportConfig) -> ExportResult:
     staging.chmod(0o777 & ~umask)   # mkdtemp's 0700 would make the published folder private
     scratch = Path(tempfile.mkdtemp(prefix="cnn-export-"))
     try:
-        job = {"model": str(run.model_path.resolve()), "staging": str(staging),
+        job = {"model": str(run.model_path.resolve()), "task": task.name, "staging": str(staging),
                "scratch": str(scratch), "items": items,
                "source": source, "test": str(scratch / "test.npy"),
                "reference": str(scratch / "reference.npy"), "calibration": None,
@@ -199,10 +156,9 @@ def export(cfg: ExportConfig) -> ExportResult:
             np.save(job["calibration"], images.calibration)
         run_worker(job, scratch, cfg.verbose)
         references = {kind: np.load(path) for kind, path in reference_paths(job).items()}
+        references["model"] = task.unpack_reference(references["model"])
         origin_accuracy = None
-        if task == "detection":   # raw offsets + logits from the worker: decoded + NMS like a file
-            references["model"] = keras_detections(references["model"], run.contract)
-        elif "origin" in references:   # the uncompressed source run, on the same test images
+        if "origin" in references:   # the uncompressed source run (a classifier), same test images
             origin_accuracy = float(np.mean(references["origin"].argmax(1) == images.test_labels))
 
         rows, failures = [], []
@@ -210,11 +166,7 @@ def export(cfg: ExportConfig) -> ExportResult:
             spec = FORMATS[item["format"]]
             reference = references["qat" if spec.runs == ("qat",) else "model"]
             path = staging / item["file"]
-            if task == "detection":
-                parity = check_detector(path, spec, images.test_split, reference, run.contract.labels,
-                                        cfg.gate)
-            else:
-                parity = check_artifact(path, spec, images.test, images.test_labels, reference, cfg.gate)
+            parity = task.parity(path, spec, images, reference, cfg.gate)
             parity["test_set"] = images.test_info
             parity["reference"] = "qat graph" if spec.runs == ("qat",) else run.model_path.name
             if origin_accuracy is not None:
@@ -236,6 +188,6 @@ def export(cfg: ExportConfig) -> ExportResult:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     if cfg.verbose:
-        print(_summary(rows))
+        print(_summary(rows, task.summary_columns))
         print(f"wrote {len(rows)} files, manifest.json and {CONFIG_NAME} to {out}")
     return ExportResult(out, out / "manifest.json", rows)

@@ -32,14 +32,13 @@ run: its model.keras is the model) and "qat" (a QAT run: its qat/saved_model gra
 model); an export with no formats= gives every format that applies to the run (tflite_sparse:
 only when asked for by name).
 
-The `tasks` column says which model tasks a format takes. A detector (task detection) is
-exported with box decoding and NMS inside the file (pipeline.export.detection), builtin LiteRT
-ops only: tflite_fp32, tflite_fp16 (float16 weights dequantized at load, float NMS),
-tflite_dynamic (int8 conv/head weights, float activations and NMS), tflite_int8 (int8 backbone
-and heads, float NMS, float I/O: its outputs are boxes) and onnx. The detection parity gate
-(det_parity) judges each by its mAP drop against Keras: gate.det_max_drop (1 point) for the
-float-weight files, gate.det_max_drop_int8 (3 points) for the lossy ones (tflite_dynamic,
-tflite_int8). onnx_int8 and tflite_qat_int8 do not take detectors.
+Which formats a model of each task takes is the task's (pipeline.tasks: Task.formats). A
+detector is exported with box decoding and NMS inside the file (pipeline.tasks.detection.export),
+builtin LiteRT ops only: tflite_fp32, tflite_fp16 (float16 weights dequantized at load, float
+NMS), tflite_dynamic (int8 conv/head weights, float activations and NMS), tflite_int8 (int8
+backbone and heads, float NMS, float I/O: its outputs are boxes) and onnx. The detection parity
+gate judges each by its mAP drop against Keras: gate.det_max_drop (1 point) for the float-weight
+files, gate.det_max_drop_int8 (3 points) for the lossy ones (tflite_dynamic, tflite_int8).
 """
 from __future__ import annotations
 
@@ -50,7 +49,6 @@ from typing import Any
 from models.options import OptionError, suggest
 
 IO_TYPES = ("float", "uint8", "int8")
-TASKS = ("classification", "detection")
 OPSET_RANGE = (13, 18)  # 13: per-axis QuantizeLinear/Softmax semantics; 18: newest tf2onnx 1.17 knows
 
 
@@ -81,7 +79,6 @@ class FormatSpec:
     help: str = ""
     runs: tuple[str, ...] = ("float", "qat")   # run kinds it applies to by default (see above)
     file: str = ""              # file name stem when it is not model_<variant>
-    tasks: tuple[str, ...] = ("classification",)   # model tasks this format exports
 
     @property
     def suffix(self) -> str:
@@ -103,17 +100,16 @@ class FormatSpec:
 
 FORMATS: dict[str, FormatSpec] = {f.name: f for f in (
     FormatSpec("tflite_fp32", "tflite", "float32", "float32", (),
-               help="TFLite, float32", runs=("float",), tasks=TASKS),
+               help="TFLite, float32", runs=("float",)),
     FormatSpec("tflite_fp16", "tflite", "float16", "float32", (),
-               help="TFLite, float16 weights", runs=("float",), tasks=TASKS),
+               help="TFLite, float16 weights", runs=("float",)),
     FormatSpec("tflite_dynamic", "tflite", "int8", "float32", (), lossy=True,
-               help="TFLite dynamic range: int8 weights, float activations", runs=("float",),
-               tasks=TASKS),
+               help="TFLite dynamic range: int8 weights, float activations", runs=("float",)),
     FormatSpec("tflite_int8", "tflite", "int8", "int8", ("io", "calib_samples"),
-               calibrated=True, lossy=True, runs=("float",), tasks=TASKS,
+               calibrated=True, lossy=True, runs=("float",),
                help="TFLite full integer: int8 weights and activations, calibrated"),
     FormatSpec("onnx", "onnx", "float32", "float32", ("opset",),
-               help="ONNX via tf2onnx, float32", runs=("float",), tasks=TASKS),
+               help="ONNX via tf2onnx, float32", runs=("float",)),
     FormatSpec("onnx_int8", "onnx", "int8", "uint8", ("opset", "calib_samples"),
                calibrated=True, lossy=True, file="model_int8",
                help="ONNX Runtime static quantization (QDQ): int8 per-channel weights, uint8 "
@@ -126,9 +122,11 @@ FORMATS: dict[str, FormatSpec] = {f.name: f for f in (
 )}
 
 
-def formats_for(kind: str, task: str = "classification") -> tuple[str, ...]:
-    """The formats an export gives a run of this kind ("float" or "qat") and task by default."""
-    return tuple(name for name, spec in FORMATS.items() if kind in spec.runs and task in spec.tasks)
+def formats_for(kind: str, task: Any = None) -> tuple[str, ...]:
+    """The formats an export gives a run of this kind ("float" or "qat") and task (a
+    pipeline.tasks Task; None: any task) by default."""
+    return tuple(name for name, spec in FORMATS.items()
+                 if kind in spec.runs and (task is None or name in task.formats))
 
 
 def get_format(name: str) -> FormatSpec:
@@ -139,20 +137,17 @@ def get_format(name: str) -> FormatSpec:
                           f"known: {', '.join(FORMATS)}") from None
 
 
-def check_request(formats: Iterable[str], given: Mapping[str, Any],
-                  task: str = "classification") -> list[FormatSpec]:
-    """Validate formats and the options set explicitly (None = not set) for a model of `task`;
-    return the specs. No formats: every format the task takes (core narrows it to the run's)."""
-    names = list(formats) or [n for n, s in FORMATS.items() if task in s.tasks]
+def check_request(formats: Iterable[str], given: Mapping[str, Any], task: Any = None) -> list[FormatSpec]:
+    """Validate formats and the options set explicitly (None = not set), for a model of `task`
+    (a pipeline.tasks Task; None: before the model is known); return the specs. No formats:
+    every format the task takes (core narrows it to the run's)."""
+    names = list(formats) or [n for n in FORMATS if task is None or n in task.formats]
     specs = [get_format(n) for n in names]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise OptionError(f"formats: {', '.join(dupes)} listed twice")
-    wrong = [s.name for s in specs if task not in s.tasks]
-    if wrong:
-        takers = [s.name for s in FORMATS.values() if task in s.tasks]
-        raise OptionError(f"formats: {', '.join(wrong)} cannot export a {task} model "
-                          f"(formats for {task}: {', '.join(takers)})")
+    if task is not None:
+        task.check_request(specs, given)
     for key, value in given.items():
         if value is None:
             continue
@@ -163,8 +158,6 @@ def check_request(formats: Iterable[str], given: Mapping[str, Any],
     io = given.get("io")
     if io is not None and io not in IO_TYPES:
         raise OptionError(f"io: {io!r} is not one of {', '.join(IO_TYPES)}{suggest(str(io), IO_TYPES)}")
-    if io not in (None, "float") and task == "detection":
-        raise OptionError(f"io={io}: a detector file outputs boxes and scores in float; only io=float")
     opset = given.get("opset")
     if opset is not None and not OPSET_RANGE[0] <= opset <= OPSET_RANGE[1]:
         raise OptionError(f"opset: {opset} is outside the supported {OPSET_RANGE[0]}..{OPSET_RANGE[1]}")

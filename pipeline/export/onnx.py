@@ -18,30 +18,22 @@ from pipeline.export.formats import FormatSpec
 
 
 def convert(model: Any, spec: FormatSpec, options: dict[str, Any], *,
-            calibration: np.ndarray | None, workdir: Path, graph: Path | None = None) -> bytes:
+            calibration: np.ndarray | None, workdir: Path, graph: Path | None = None,
+            task: Any = None) -> bytes:
     """The .onnx bytes (no metadata yet): float32 through tf2onnx (written once per opset in
-    workdir), and for onnx_int8 that file statically quantized (quantize_int8)."""
+    workdir), and for onnx_int8 that file statically quantized (quantize_int8). `task`
+    (pipeline.tasks) gives the graph to convert and the file checks, as for TFLite."""
     import onnx
 
-    from pipeline.export.tflite import is_detector
-
     opset = int(options["opset"])
-    detector = is_detector(model)
     cached = Path(workdir) / f"float_opset{opset}.onnx"
     if not cached.is_file():
         tmp = Path(workdir) / f".{spec.name}.convert.onnx"
         try:
             with contextlib.redirect_stdout(io.StringIO()):
-                if detector:   # decoding + NMS inside (ONNX NonMaxSuppression), batch fixed at 1
-                    import tensorflow as tf
-
-                    from pipeline.export.detection import export_model
-
-                    export_model(model).export(
-                        str(tmp), format="onnx", verbose=False, opset_version=opset,
-                        input_signature=[tf.TensorSpec((1, *model.inputs[0].shape[1:]), tf.float32)])
-                else:
-                    model.export(str(tmp), format="onnx", verbose=False, opset_version=opset)
+                export, signature = task.export_graph(model) if task is not None else (model, None)
+                export.export(str(tmp), format="onnx", verbose=False, opset_version=opset,
+                              **({"input_signature": signature} if signature else {}))
             proto = onnx.load(str(tmp))
         except Exception as e:  # tf2onnx raises a variety of types
             raise ExportError(f"{spec.name}: ONNX conversion failed: {first_line(e)}") from e
@@ -51,8 +43,9 @@ def convert(model: Any, spec: FormatSpec, options: dict[str, Any], *,
         if got != opset:
             raise ExportError(f"{spec.name}: asked for opset {opset}, tf2onnx wrote {got}")
         _check(proto, spec)
-        if detector and not any(n.op_type == "NonMaxSuppression" for n in proto.graph.node):
-            raise ExportError(f"{spec.name}: the converted detector has no NonMaxSuppression node")
+        problems = task.check_file("onnx", proto, spec, options) if task is not None else []
+        if problems:
+            raise ExportError(f"{spec.name}: {problems[0]}")
         onnx.save(proto, str(cached))
     if spec.name == "onnx_int8":
         return quantize_int8(cached, spec, calibration, workdir)

@@ -9,19 +9,21 @@ conversion starts, and nothing here imports TensorFlow.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from models.contract import DataContract
 from models.io import ModelFileError, read_contract
 from models.options import OptionError
+from pipeline.config import build
+from pipeline.data import DataConfig
+from pipeline.rundir import RUN_CONFIG, read_run_config
 
 MODEL_FILE = "model.keras"
-RUN_CONFIG = "config.yaml"
 QAT_METHODS = ("qat", "prune_qat")
 QAT_GRAPH = "qat/saved_model"   # written by pipeline.compress for QAT runs
 
@@ -52,20 +54,7 @@ class Run:
         return Path(path) if path and Path(path).is_file() else None
 
 
-def _read_run_config(path: Path) -> dict[str, Any]:
-    try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise OptionError(f"{path}: cannot read the run config ({str(e).splitlines()[0]})") from None
-    if not isinstance(loaded, dict):
-        raise OptionError(f"{path}: a run config must be a mapping")
-    return loaded
-
-
 def _data_config(raw: Any, where: str) -> Any:
-    from pipeline.config import build
-    from pipeline.data import DataConfig
-
     try:
         return build(DataConfig, raw if isinstance(raw, dict) else {"source": raw}, "data")
     except OptionError as e:
@@ -91,12 +80,9 @@ def resolve_run(model: str, calib: str = "") -> Run:
         contract = read_contract(model_path)
     except ModelFileError as e:
         raise OptionError(str(e)) from None
-    if contract.task not in ("classification", "detection"):
-        raise OptionError(f"model={model}: task {contract.task!r}; export supports classification "
-                          "and detection models")
     config = None
     if run_dir is not None and (run_dir / RUN_CONFIG).is_file():
-        config = _read_run_config(run_dir / RUN_CONFIG)
+        config = read_run_config(run_dir / RUN_CONFIG)
     if calib:
         data = _data_config({"source": calib}, "calib")
     elif config is not None and config.get("data") is not None:
@@ -115,8 +101,6 @@ def _compression(run_dir: Path | None, config: dict[str, Any] | None) -> dict[st
     record = (config or {}).get("compress")
     if run_dir is None or not isinstance(record, dict):
         return None
-    import json
-
     metrics = run_dir / "metrics.json"
     done = json.loads(metrics.read_text()).get("compress", {}) if metrics.is_file() else {}
     out = {"method": record.get("method"), "from": record.get("from"),
@@ -145,19 +129,6 @@ def _check_labels(contract: DataContract, class_names: tuple[str, ...], source: 
                           f"model's labels {list(labels)[:5]}...")
 
 
-def _take(split: Any, idx: np.ndarray, contract: DataContract) -> np.ndarray:
-    """uint8 (len(idx), H, W, C) at the contract's size; lazy splits decode only these files."""
-    if split.images is not None:
-        return np.asarray(split.images[idx], dtype=np.uint8)
-    from serving.images import load_image
-
-    out = np.empty((len(idx), *contract.input_shape), np.uint8)
-    for j, i in enumerate(idx):
-        out[j] = load_image(split.paths[i], size=contract.size, channels=contract.channels,
-                            resample=contract.resize)
-    return out
-
-
 @dataclass
 class Images:
     """What the export needs from the data: calibration pixels and the held-out test set."""
@@ -169,16 +140,12 @@ class Images:
     test_split: Any = None            # detectors: the test DetSplit (boxes, labels per image)
 
 
-def load_images(run: Run, *, calib_samples: int, test_samples: int, seed: int) -> Images:
+def load_images(run: Run, task: Any, *, calib_samples: int, test_samples: int, seed: int) -> Images:
     """Seeded samples: calib_samples training images (0 = none), test_samples test images
-    (0 = the whole test split). A detector's test split keeps its boxes (Images.test_split)."""
+    (0 = the whole test split), through the task's loader (a detector's test split keeps its
+    boxes: Images.test_split)."""
     c = run.contract
-    detection = c.task == "detection"
-    if detection:
-        from pipeline.data.detection import load_detection_dataset as load
-    else:
-        from pipeline.data import load_dataset as load
-    ds = load(run.data, image_size=c.size, channels=c.channels)
+    ds = task.load_data(run.data, c.input_shape)
     _check_labels(c, tuple(ds.class_names), run.data.source)
     if len(ds.test) == 0:
         raise OptionError(f"data {run.data.source!r}: the test split is empty; the parity gate "
@@ -187,16 +154,11 @@ def load_images(run: Run, *, calib_samples: int, test_samples: int, seed: int) -
     calib = None
     if calib_samples:
         n = min(calib_samples, len(ds.train))
-        cidx = np.sort(rng.choice(len(ds.train), n, replace=False))
-        calib = ds.train.images[cidx] if detection else _take(ds.train, cidx, c)
+        calib, _, _ = task.gate_images(ds, np.sort(rng.choice(len(ds.train), n, replace=False)), c, "train")
     m = len(ds.test) if not test_samples else min(test_samples, len(ds.test))
     tidx = np.arange(m) if m == len(ds.test) else np.sort(rng.choice(len(ds.test), m, replace=False))
+    test, labels, split = task.gate_images(ds, tidx, c, "test")
     source = run.data.source
-    if detection:
-        split = ds.test.subset(tidx)
-        test, labels = split.images, np.zeros(m, np.int32)
-    else:
-        split, test, labels = None, _take(ds.test, tidx, c), ds.test.labels[tidx].astype(np.int32)
     return Images(calib, test, labels,
                   {"source": f"{source} (train split, seed {seed})", "samples": 0 if calib is None
                    else len(calib)},

@@ -14,7 +14,6 @@ F, "file": name, "seconds": s}, {"event": "error", "format": F, "message": one l
 """
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import sys
@@ -25,9 +24,16 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from models import get_contract, load_model
 from models.atomic import write_bytes
+from pipeline.export import onnx, tflite
 from pipeline.export.errors import ExportError, first_line
 from pipeline.export.formats import FORMATS, quantization_record
+from pipeline.export.job import reference_paths
+from pipeline.tasks import Task, get_task
+from serving.metadata import build_metadata, tensor_spec
+
+FAMILIES = {"tflite": tflite, "onnx": onnx}   # FormatSpec.family -> its converter module
 
 REFERENCE_BATCH = 64
 
@@ -35,20 +41,6 @@ REFERENCE_BATCH = 64
 def _emit(stream: TextIO, **event: Any) -> None:
     stream.write(json.dumps(event) + "\n")
     stream.flush()
-
-
-def reference_probs(model: Any, images: np.ndarray) -> np.ndarray:
-    """Keras probabilities (N, K) for uint8 (N, H, W, C): the model takes float 0..255; a
-    logits model is softmaxed, as serving does for its files."""
-    from models import get_contract
-
-    out = np.concatenate([
-        np.asarray(model.predict_on_batch(images[i:i + REFERENCE_BATCH].astype(np.float32)))
-        for i in range(0, len(images), REFERENCE_BATCH)]).astype(np.float64)
-    if get_contract(model).output == "logits":
-        out = np.exp(out - out.max(1, keepdims=True))
-        out /= out.sum(1, keepdims=True)
-    return out.astype(np.float32)
 
 
 def graph_probs(graph: Path, images: np.ndarray) -> np.ndarray:
@@ -62,56 +54,42 @@ def graph_probs(graph: Path, images: np.ndarray) -> np.ndarray:
     return np.concatenate(out).astype(np.float32)
 
 
-def convert_one(model: Any, item: dict[str, Any], job: dict[str, Any],
+def convert_one(model: Any, task: Task, item: dict[str, Any], job: dict[str, Any],
                 calibration: np.ndarray | None) -> Path:
     """Convert (temp files in scratch), describe, embed metadata, write one artifact (atomically)
     into the staging folder."""
-    from models import get_contract
-    from serving.metadata import build_metadata, tensor_spec
-
     spec = FORMATS[item["format"]]
-    family = importlib.import_module(f"pipeline.export.{spec.family}")
+    family = FAMILIES[spec.family]
     graph = Path(job["qat_graph"]) if job.get("qat_graph") and spec.runs == ("qat",) else None
     data = family.convert(model, spec, item["options"], calibration=calibration,
-                          workdir=Path(job["scratch"]), graph=graph)
-    inp, out = family.describe_io(data)
+                          workdir=Path(job["scratch"]), graph=graph, task=task)
+    inp, _ = family.describe_io(data)
     quantization = quantization_record(spec, job.get("calibration_info"))
     if graph is not None:
         quantization["ranges"] = "learned by quantization-aware training (the QAT graph)"
     if job["source"].get("compression"):
         quantization["compression"] = job["source"]["compression"]
     contract = get_contract(model)
-    outputs = None
-    if contract.task == "detection":
-        from pipeline.export.detection import metadata_block, name_outputs
-
-        outputs = name_outputs(family.describe_outputs(data), spec.name)
-        out = outputs["boxes"]
+    try:
+        out, blocks = task.output_metadata(family.describe_outputs(data), spec.name, contract)
+    except ValueError as e:
+        raise ExportError(str(e)) from None
     meta = build_metadata(
         format=spec.name, contract=contract,
         input=tensor_spec(**inp), output=tensor_spec(**out),
         quantization=quantization, source=job["source"])
-    if outputs is not None:   # the four outputs by name, and what the file bakes in
-        meta["outputs"] = {k: tensor_spec(**v) for k, v in outputs.items()}
-        meta["detection"] = metadata_block(contract)
+    meta.update(blocks)   # e.g. a detector's four outputs by name and what the file bakes in
     return write_bytes(Path(job["staging"]) / item["file"], family.embed(data, meta))
 
 
 def run_job(job: dict[str, Any], events: TextIO) -> int:
-    from models import get_contract, load_model
-    from pipeline.export.core import reference_paths
-
     model = load_model(job["model"])
+    task = get_task(get_contract(model).task)
     test = np.load(job["test"])
     paths = reference_paths(job)
-    if get_contract(model).task == "detection":   # raw offsets + logits; the parent decodes them
-        np.save(paths["model"], np.concatenate([
-            np.asarray(model.predict_on_batch(test[i:i + REFERENCE_BATCH].astype(np.float32)))
-            for i in range(0, len(test), REFERENCE_BATCH)]))
-    else:
-        np.save(paths["model"], reference_probs(model, test))
-    if "origin" in paths:
-        np.save(paths["origin"], reference_probs(load_model(job["origin"]), test))
+    np.save(paths["model"], task.reference(model, test))
+    if "origin" in paths:   # the uncompressed source of a compressed run: the same task
+        np.save(paths["origin"], task.reference(load_model(job["origin"]), test))
     if "qat" in paths:
         np.save(paths["qat"], graph_probs(Path(job["qat_graph"]), test))
     _emit(events, event="reference")
@@ -122,7 +100,7 @@ def run_job(job: dict[str, Any], events: TextIO) -> int:
             current = item["format"]
             _emit(events, event="start", format=current)
             t0 = time.perf_counter()
-            path = convert_one(model, item, job, calibration)
+            path = convert_one(model, task, item, job, calibration)
             _emit(events, event="done", format=current, file=path.name,
                   seconds=round(time.perf_counter() - t0, 2))
     except ExportError as e:

@@ -3,7 +3,7 @@
 A backend only loads a file and runs one batch: it takes the input tensor already in the
 model's own dtype (float32, or uint8/int8 after quantization) and returns the raw output
 tensor. Decoding, normalization, (de)quantization, softmax and top-k are shared code in
-serving.preprocess / serving.postprocess, so every format answers the same way.
+serving.preprocess / serving.tasks.classify, so every format answers the same way.
 
 The suffix map names modules, not classes, so loading a .tflite file never imports
 onnxruntime, Keras or TensorFlow.
@@ -14,7 +14,7 @@ import importlib
 import os
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -157,3 +157,18 @@ def open_backend(source: str | os.PathLike | bytes, *, suffix: str | None = None
 def _check_kernels(cls: type[Backend], kernels: str | None, where: Any) -> None:
     if kernels is not None and cls.name != "tflite":
         raise ValueError(f"{where}: kernels={kernels!r} chooses LiteRT's kernels; {cls.name} files have none")
+
+
+def merge_spec(actual: TensorSpec, claimed: dict[str, Any], side: str, where: str) -> TensorSpec:
+    """The file's real tensor, with scale/zero_point from the metadata where the format has
+    none (ONNX); a dtype or shape that disagrees with the metadata is an error."""
+    meta = TensorSpec.from_dict(claimed)
+    if actual.dtype != meta.dtype:
+        raise ArtifactError(f"{where}: metadata says the {side} is {meta.dtype} but the model's "
+                            f"tensor is {actual.dtype}")
+    if actual.shape[1:] != meta.shape[1:] and None not in actual.shape[1:]:
+        raise ArtifactError(f"{where}: metadata says the {side} shape is {list(meta.shape)} but "
+                            f"the model's tensor is {list(actual.shape)}")
+    if actual.quantized and actual.scale is None:
+        return replace(actual, scale=meta.scale, zero_point=meta.zero_point)
+    return actual

@@ -8,7 +8,7 @@ The exported detector already ran NMS (d2l 14.4.4; its thresholds are in its met
 `filter_detections` keeps the boxes scoring above the page's score slider and runs
 serving.nms (ONNX Runtime's NonMaxSuppression, class-aware) again at the page's IoU slider,
 which can only remove more boxes than the file did. numpy + Pillow + onnxruntime, so it runs
-wherever the serving runtime runs.
+wherever the serving runtime runs. Drawing is serving.tasks.detect's, `found` serving.samples'.
 """
 from __future__ import annotations
 
@@ -16,14 +16,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from serving.demo.settings import DemoError
 from serving.nms import nms
-
-# colour per class id (tab10), so the same class has the same colour in every image
-PALETTE = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-           (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))
+from serving.tasks.detect import label_text
 
 
 def as_detections(result: Mapping[str, Any], label_names: Sequence[str] = ()) -> dict[str, np.ndarray]:
@@ -59,19 +56,6 @@ def as_detections(result: Mapping[str, Any], label_names: Sequence[str] = ()) ->
     return {"boxes": boxes, "scores": scores, "labels": ids}
 
 
-def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one box (4,) with each of boxes (M, 4) -> (M,)."""
-    x0 = np.maximum(box[0], boxes[:, 0])
-    y0 = np.maximum(box[1], boxes[:, 1])
-    x1 = np.minimum(box[2], boxes[:, 2])
-    y1 = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    union = area + areas - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
-
-
 def filter_detections(result: Mapping[str, Any], *, score_threshold: float, iou_threshold: float,
                       label_names: Sequence[str] = ()) -> dict[str, np.ndarray]:
     """Keep boxes scoring > score_threshold, then class-aware NMS at iou_threshold (serving.nms,
@@ -80,34 +64,6 @@ def filter_detections(result: Mapping[str, Any], *, score_threshold: float, iou_
     kept = nms(det["boxes"], det["scores"], det["labels"], iou_threshold=iou_threshold,
                score_threshold=score_threshold)
     return {k: v[kept] for k, v in det.items()}
-
-
-def label_text(class_id: int, label_names: Sequence[str]) -> str:
-    return label_names[class_id] if 0 <= class_id < len(label_names) else f"class {class_id}"
-
-
-def draw_detections(image: Image.Image | np.ndarray, det: Mapping[str, np.ndarray],
-                    label_names: Sequence[str] = ()) -> Image.Image:
-    """A copy of the image (RGB) with each box outlined in its class colour and a
-    'label score' tag above it (inside the box when it touches the top edge)."""
-    img = Image.fromarray(np.asarray(image)) if isinstance(image, np.ndarray) else image
-    img = img.convert("RGB")   # a copy: the caller's image is never drawn on
-    draw = ImageDraw.Draw(img)
-    font = ImageFont.load_default()
-    width = max(1, round(min(img.size) / 150))
-    # draw the weakest first so the best box ends up on top
-    for i in np.argsort(det["scores"], kind="stable"):
-        x0, y0, x1, y1 = (float(v) for v in det["boxes"][i])
-        color = PALETTE[int(det["labels"][i]) % len(PALETTE)]
-        # x1/y1 are exclusive; Pillow's rectangle includes its far corner
-        draw.rectangle((x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)), outline=color, width=width)
-        tag = f"{label_text(int(det['labels'][i]), label_names)} {det['scores'][i]:.2f}"
-        left, top, right, bottom = draw.textbbox((0, 0), tag, font=font)
-        tw, th = right - left, bottom - top + 2
-        ty = y0 - th - 1 if y0 - th - 1 >= 0 else y0 + width
-        draw.rectangle((x0, ty, x0 + tw + 3, ty + th), fill=color)
-        draw.text((x0 + 2, ty - top + 1), tag, fill=(255, 255, 255), font=font)
-    return img
 
 
 def enlarged(image: Image.Image, det: Mapping[str, np.ndarray], min_side: int = 384
@@ -127,13 +83,3 @@ def detection_rows(det: Mapping[str, np.ndarray], label_names: Sequence[str]) ->
     return [{"label": label_text(int(c), label_names), "score": round(float(s), 4),
              "box": [round(float(v), 1) for v in b]}
             for b, s, c in zip(det["boxes"], det["scores"], det["labels"])]
-
-
-def found(wanted: Sequence[Mapping[str, Any]], got: Sequence[Mapping[str, Any]], iou: float = 0.5) -> int:
-    """How many of `wanted`'s rows ({label, box}) have a row in `got` of the same label with
-    IoU >= iou: ground-truth objects a detector found, or A's boxes that B also gave."""
-    hits = 0
-    for w in wanted:
-        same = np.asarray([g["box"] for g in got if g["label"] == w["label"]], np.float32).reshape(-1, 4)
-        hits += bool(len(same) and box_iou(np.asarray(w["box"], np.float32), same).max() >= iou)
-    return hits

@@ -120,10 +120,7 @@ def open_model(path: Path, manifest: Path | str | None = "auto", *, name: str | 
     through it, so the first latency the page shows is not the interpreter's set-up."""
     runner = serving.load(path, manifest=manifest, threads=1)
     blank = np.zeros((1, *runner.contract.input_shape), np.uint8)
-    if runner.detector is None:
-        runner.predict(blank)
-    else:
-        runner.detect_batch(blank)
+    runner.run_batch(blank)
     verified = runner.manifest is not None
     entry = find_entry(runner.manifest, path.name) if verified else None
     sha = entry["sha256"] if entry else sha256_file(path)
@@ -213,8 +210,8 @@ def model_facts(model: DemoModel) -> list[tuple[str, str]]:
                                              else " · no manifest check")),
         ("task", f"{r.contract.task}, {len(r.labels)} labels"),
         ("input", tensor(r.input)),
-        ("output", tensor(r.output) if r.detector is None else
-         "boxes (1, K, 4) x0, y0, x1, y1 in 0..1, scores, classes, count"),
+        ("output", "boxes (1, K, 4) x0, y0, x1, y1 in 0..1, scores, classes, count"
+         if r.task == "detection" else tensor(r.output)),
         ("quantization", f"weights {quant.get('weights', '?')}, activations {quant.get('activations', '?')}"
          + (f", calibrated on {calib.get('samples', '?')} images ({calib.get('source', '?')})"
             if isinstance(calib, dict) else "")),

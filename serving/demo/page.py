@@ -25,7 +25,7 @@ import streamlit as st
 from PIL import Image
 
 from serving.demo.catalog import Artifact, scan_runs
-from serving.demo.detection import detection_rows, draw_detections, enlarged, filter_detections, found
+from serving.demo.detection import detection_rows, enlarged, filter_detections
 from serving.demo.inference import (
     DemoModel,
     check_image,
@@ -38,7 +38,6 @@ from serving.demo.inference import (
     results_document,
     upload_key,
 )
-from serving.demo.samples import list_samples, read_scenes, sample_label, samples_for
 from serving.demo.settings import (
     IMAGE_TYPES,
     LOAD_ERRORS,
@@ -52,6 +51,8 @@ from serving.demo.settings import (
     runs_root,
 )
 from serving.images import ImageError
+from serving.samples import found, list_samples, read_scenes, sample_label, samples_for
+from serving.tasks.detect import draw_detections
 
 SLOTS = ("A", "B")
 FROM_RUNS, FROM_UPLOAD = "Exported runs", "Upload a file"

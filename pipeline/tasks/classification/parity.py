@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.export.formats import FormatSpec
+from serving.runtime import load
 
 
 def compare(reference: np.ndarray, probs: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
@@ -33,7 +33,7 @@ def compare(reference: np.ndarray, probs: np.ndarray, labels: np.ndarray) -> dic
             "accuracy_keras": acc_ref, "accuracy": acc, "accuracy_drop": acc_ref - acc}
 
 
-def judge(spec: FormatSpec, numbers: dict[str, Any], gate: Any) -> list[str]:
+def judge(spec: Any, numbers: dict[str, Any], gate: Any) -> list[str]:
     """One line per broken threshold (empty list = passed)."""
     reasons = []
     need = gate.min_agreement(spec.name)
@@ -50,13 +50,11 @@ def judge(spec: FormatSpec, numbers: dict[str, Any], gate: Any) -> list[str]:
     return reasons
 
 
-def check_artifact(path: Path, spec: FormatSpec, images: np.ndarray, labels: np.ndarray,
+def check_artifact(path: Path, spec: Any, images: np.ndarray, labels: np.ndarray,
                    reference: np.ndarray, gate: Any) -> dict[str, Any]:
     """Run the file through serving on `images` (uint8 (N, H, W, C)) and judge it; returns the
     manifest's "parity" record (numbers, thresholds, passed, reasons)."""
-    import serving
-
-    runner = serving.load(path, manifest=None, threads=1)
+    runner = load(path, manifest=None, threads=1)
     probs = runner.predict(images)
     numbers = compare(reference, probs, labels)
     reasons = judge(spec, numbers, gate)

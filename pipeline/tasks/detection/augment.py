@@ -18,7 +18,7 @@ labels int32 (B, M) with -1 for padding rows.
 from __future__ import annotations
 
 from models.options import OptionError
-from pipeline.augment import AugmentConfig, _crop_boxes, _uniform, apply_colour, apply_noise
+from pipeline.augment import AugmentConfig, apply_colour, apply_noise, crop_boxes, uniform
 
 MIN_VISIBLE = 0.4   # share of a box's area that must stay in the image for it to be kept
 FILL = 124.0        # zoom-out canvas grey (the mean of ImageNet's mean, 0..255)
@@ -40,16 +40,16 @@ def windows(cfg: AugmentConfig, n, seed):
     """(B, 4) x0, y0, x1, y1 sampling windows in normalised input coordinates (may exceed 0..1)."""
     tf = _tf()
     s = tf.random.experimental.stateless_split(seed, 6)
-    x0, y0, sx, sy = _crop_boxes(cfg, n, s[0])                           # inside the image
+    x0, y0, sx, sy = crop_boxes(cfg, n, s[0])                           # inside the image
     if cfg.zoom_out > 1:
-        f = _uniform(s[1], n, 1.0, cfg.zoom_out)                         # canvas / image side
+        f = uniform(s[1], n, 1.0, cfg.zoom_out)                         # canvas / image side
         u = tf.random.stateless_uniform([n, 2], s[2])
-        zoomed = _uniform(s[3], n, 0, 1) < 0.5
+        zoomed = uniform(s[3], n, 0, 1) < 0.5
         x0 = tf.where(zoomed, -u[:, 0] * (f - 1), x0)
         y0 = tf.where(zoomed, -u[:, 1] * (f - 1), y0)
         sx, sy = tf.where(zoomed, f, sx), tf.where(zoomed, f, sy)
     if cfg.zoom:   # scale jitter about the window's centre: > 1 magnifies
-        z = _uniform(s[4], n, 1 - cfg.zoom, 1 + cfg.zoom)
+        z = uniform(s[4], n, 1 - cfg.zoom, 1 + cfg.zoom)
         x0, y0 = x0 + sx * (1 - 1 / z) / 2, y0 + sy * (1 - 1 / z) / 2
         sx, sy = sx / z, sy / z
     if cfg.translate:
@@ -93,8 +93,8 @@ def augment_detection_batch(images, boxes, labels, cfg: AugmentConfig, seed):
     shape = tf.shape(images)
     n, h, w = shape[0], images.shape[1], images.shape[2]
     no = tf.zeros([n], tf.bool)
-    hflip = _uniform(s[0], n, 0, 1) < 0.5 if cfg.hflip else no
-    vflip = _uniform(s[1], n, 0, 1) < 0.5 if cfg.vflip else no
+    hflip = uniform(s[0], n, 0, 1) < 0.5 if cfg.hflip else no
+    vflip = uniform(s[1], n, 0, 1) < 0.5 if cfg.vflip else no
     win = windows(cfg, n, s[2])                                              # (B, 4)
     cx0, cx1 = _edges_to_crop(win[:, 0], win[:, 2], w, w)
     cy0, cy1 = _edges_to_crop(win[:, 1], win[:, 3], h, h)
@@ -109,15 +109,16 @@ def augment_detection_batch(images, boxes, labels, cfg: AugmentConfig, seed):
     return tf.clip_by_value(images, 0.0, 255.0), boxes, labels
 
 
-def preview_grid(data, cfg: AugmentConfig, rows: int, cols: int, seed: int, out) -> None:
-    """PNG: `rows` training scenes (first column) and `cols` augmentations, boxes drawn."""
+def preview_grid(data, cfg: AugmentConfig, rows: int, cols: int, seed: int, out) -> str:
+    """PNG: `rows` training scenes (first column) and `cols` augmentations, boxes drawn; returns
+    what it shows."""
     import numpy as np
     import tensorflow as tf
 
-    from pipeline.plots import _pyplot, _save
+    from pipeline.plots import pyplot, save_figure
 
     check_detection_augment(cfg)
-    plt = _pyplot()
+    plt = pyplot()
     split = data.train.subset(np.arange(min(rows, len(data.train))))
     boxes, labels = split.padded()
     images = tf.constant(split.images, tf.float32)
@@ -143,7 +144,8 @@ def preview_grid(data, cfg: AugmentConfig, rows: int, cols: int, seed: int, out)
             ax.axis("off")
     fig.suptitle(f"{data.source}: augment preset {cfg.preset!r}, boxes follow (seed {seed})", fontsize=9)
     fig.tight_layout()
-    _save(fig, out)
+    save_figure(fig, out)
+    return f"{len(split)} scenes x {cols} augmentations, boxes drawn"
 
 
 __all__ = ["MIN_VISIBLE", "augment_detection_batch", "check_detection_augment", "preview_grid"]

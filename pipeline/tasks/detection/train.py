@@ -4,7 +4,7 @@ its tf.data pipeline, loss, per-epoch val mAP and final evaluation. pipeline.tra
 for both tasks; this module only supplies what differs.
 
 - tf.data: uint8 images + padded boxes -> shuffle -> batch -> box-aware augmentation
-  (pipeline.augment_det) -> anchor labelling (models.boxes.multibox_target, d2l 14.4.3: every
+  (pipeline.tasks.detection.augment) -> anchor labelling (models.boxes.multibox_target, d2l 14.4.3: every
   ground truth claims its best anchor, then each anchor with IoU >= match_iou), computed on the fly
   per image, vectorised over anchors -> (float32 (B, H, W, C), float32 (B, A, 5) targets).
 - loss (SSD, Liu et al. 2016, eq. 1; d2l 14.7.2): classification over C + 1 classes, either
@@ -16,33 +16,19 @@ for both tasks; this module only supplies what differs.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from models.options import OptionError
+from pipeline.tasks.detection.config import DetectionConfig
+from pipeline.tasks.detection.evaluate import (
+    coco_metrics,
+    plot_pr_curves,
+    plot_prediction_grid,
+    predict_detections,
+)
 
 EVAL_TRAIN_IMAGES = 500    # the train split's mAP is measured on its first images only
-
-
-@dataclass(frozen=True)
-class DetectionConfig:
-    """The `detection:` section of a training config (task=detection)."""
-    loss: Literal["hard_negative", "focal"] = "hard_negative"
-    neg_ratio: float = 3.0        # hard negative mining: negatives kept per positive
-    min_negatives: int = 8        # ... and at least this many per image (background images teach too)
-    focal_gamma: float = 2.0
-    focal_alpha: float = 0.25     # weight of object classes vs background in the focal loss
-    box_weight: float = 1.0       # weight of the smooth L1 term
-    max_objects: int = 0          # padded boxes per image in tf.data; 0 = the data's maximum
-
-    def validate(self) -> None:
-        if self.neg_ratio <= 0 or self.min_negatives < 0 or self.focal_gamma < 0 or self.box_weight <= 0:
-            raise OptionError("detection.neg_ratio and box_weight must be > 0, min_negatives and "
-                              "focal_gamma >= 0")
-        if not 0 < self.focal_alpha < 1:
-            raise OptionError(f"detection.focal_alpha must be in (0, 1), got {self.focal_alpha}")
 
 
 def make_dataset(split: Any, anchors: np.ndarray, *, batch_size: int, training: bool, augment: Any,
@@ -60,7 +46,7 @@ def make_dataset(split: Any, anchors: np.ndarray, *, batch_size: int, training: 
                                   num_parallel_calls=tf.data.AUTOTUNE)
     if training and augment is not None and (augment.geometric or augment.colour or augment.noise
                                              or augment.zoom_out > 1):
-        from pipeline.augment_det import augment_detection_batch, check_detection_augment
+        from pipeline.tasks.detection.augment import augment_detection_batch, check_detection_augment
 
         check_detection_augment(augment)
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
@@ -111,8 +97,6 @@ def make_loss(cfg: DetectionConfig, num_classes: int) -> Any:
 
 def evaluate_split(model: Any, split: Any, class_names: tuple[str, ...], image_size: tuple[int, int],
                    limit: int | None = None) -> tuple[dict[str, Any], list]:
-    from pipeline.det_eval import coco_metrics, predict_detections
-
     part = split.subset(np.arange(min(limit, len(split)))) if limit else split
     dets = predict_detections(model, part.images)
     return coco_metrics(part.boxes, part.labels, dets, class_names, image_size), dets
@@ -156,8 +140,6 @@ def evaluate_all(model: Any, data: Any) -> tuple[dict[str, Any], dict[str, Any]]
 
 def write_plots(paths: Any, shown: dict[str, Any], class_names: tuple[str, ...], title: str,
                 score_threshold: float) -> None:
-    from pipeline.det_eval import plot_pr_curves, plot_prediction_grid
-
     if not shown:
         return
     m, split = shown["metrics"], shown["data"]
@@ -167,20 +149,3 @@ def write_plots(paths: Any, shown: dict[str, Any], class_names: tuple[str, ...],
                          score_threshold=score_threshold,
                          title=f"{title}: {shown['split']} predictions (score >= {score_threshold}), "
                                "true boxes dashed")
-
-
-def load_data(data_cfg: Any, shape: tuple[int, ...]) -> Any:
-    """The detection dataset at the model's input size; a val split is required (val mAP picks
-    the checkpoint)."""
-    from pipeline.data import DataError
-    from pipeline.data.detection import load_detection_dataset
-
-    if data_cfg.source in ("digits", "shapes"):
-        raise DataError(f"data={data_cfg.source} has no boxes; task=detection takes data=shapes_det "
-                        "or a folder in COCO, VOC, YOLO or CSV layout")
-    data = load_detection_dataset(data_cfg, image_size=shape[:2], channels=shape[2])
-    if len(data.val) == 0:
-        raise DataError(f"data={data_cfg.source}: task=detection needs a validation split "
-                        "(data.val_split > 0 or a val split in the annotations): val mAP picks the "
-                        "checkpoint")
-    return data

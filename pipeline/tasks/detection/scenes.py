@@ -1,5 +1,5 @@
 """The `shapes_det` detection source: seeded scenes from the shapes renderer, with exact boxes,
-and writers that put it on disk in COCO, VOC, YOLO or CSV layout (pipeline.data.detformats).
+and writers that put it on disk in COCO, VOC, YOLO or CSV layout (pipeline.tasks.detection.annotations).
 
 A scene has 1..max_objects objects (about 5% have none: background images) of extent from
 object_size[0] to object_size[1] of the side (log-uniform: many small ones, some half the image),
@@ -21,8 +21,8 @@ from PIL import Image
 from models.atomic import atomic_path, write_json, write_text
 from pipeline.data.arrays import to_model_images
 from pipeline.data.base import ShapesDetConfig
-from pipeline.data.detection import SPLITS, DetSplit, seeded_split
 from pipeline.data.shapes import draw_object, make_background
+from pipeline.tasks.detection.splits import SPLITS, DetSplit, seeded_split
 
 MAX_OVERLAP = 0.25   # of the smaller box's area
 

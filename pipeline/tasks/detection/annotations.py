@@ -13,7 +13,7 @@ label tools export):
         banana set; its img_name,label,xmin,ymin,xmax,ymax header reads the same); class is a name,
         or an id into labels.txt (names found are the classes when there is none); a row with only
         a filename is a background image
-Splits a layout does not provide are cut from training by the loader (pipeline.data.detection).
+Splits a layout does not provide are cut from training by the loader (pipeline.tasks.detection.data).
 Every problem is a DataError naming the file and the line or object.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ import numpy as np
 import yaml
 
 from pipeline.data.base import DataError
-from pipeline.data.detection import SPLITS, Record
+from pipeline.tasks.detection.splits import SPLITS, Record
 from serving.images import is_image_file
 
 FORMATS = ("coco", "voc", "yolo", "csv")

@@ -27,6 +27,8 @@ import yaml
 
 from models.options import OptionError
 
+RUN_CONFIG = "config.yaml"
+
 # keys that may change between a killed run and its resumption
 RESUMABLE_CHANGES = ("epochs", "verbose", "overwrite")
 
@@ -116,7 +118,7 @@ def prepare(paths: RunPaths, config: dict[str, Any], *, overwrite: bool) -> bool
             p.unlink(missing_ok=True)
         return False
     if paths.has_backup():
-        saved = _read_yaml(paths.config)
+        saved = read_yaml(paths.config)
         changes = config_changes(saved, config) if saved is not None else []
         if changes:
             raise OptionError(f"out={root}: holds an interrupted run made with other options "
@@ -130,7 +132,18 @@ def prepare(paths: RunPaths, config: dict[str, Any], *, overwrite: bool) -> bool
     return False
 
 
-def _read_yaml(path: Path) -> dict[str, Any] | None:
+def read_run_config(path: Path) -> dict[str, Any]:
+    """A run dir's config.yaml, strictly: one clear error when it cannot be read."""
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise OptionError(f"{path}: cannot read the run config ({str(e).splitlines()[0]})") from None
+    if not isinstance(loaded, dict):
+        raise OptionError(f"{path}: a run config must be a mapping")
+    return loaded
+
+
+def read_yaml(path: Path) -> dict[str, Any] | None:
     try:
         loaded = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError):

@@ -7,10 +7,13 @@ ground-truth boxes) whose objects are all of the detector's classes."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from models.boxes import iou_numpy
 from serving.images import is_image_file
 
 SCENES_JSON = "scenes.json"
@@ -53,3 +56,13 @@ def list_samples(folder: str | Path) -> dict[str, Path]:
     if not folder.is_dir():
         return {}
     return {p.name: p for p in sorted(folder.iterdir()) if p.is_file() and is_image_file(p)}
+
+
+def found(wanted: Sequence[Mapping[str, Any]], got: Sequence[Mapping[str, Any]], iou: float = 0.5) -> int:
+    """How many of `wanted`'s rows ({label, box}) have a row in `got` of the same label with
+    IoU >= iou: ground-truth objects a detector found, or A's boxes that B also gave."""
+    hits = 0
+    for w in wanted:
+        same = np.asarray([g["box"] for g in got if g["label"] == w["label"]], np.float32).reshape(-1, 4)
+        hits += bool(len(same) and iou_numpy(np.asarray(w["box"], np.float32), same).max() >= iou)
+    return hits

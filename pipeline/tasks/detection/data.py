@@ -1,11 +1,11 @@
 """Detection data: splits of images with boxes, decoding, checks, and the `task=detection` loader.
 
-    from pipeline.data.detection import load_detection_dataset
+    from pipeline.tasks.detection.data import load_detection_dataset
     ds = load_detection_dataset(DataConfig("shapes_det"), image_size=(128, 128), channels=3)
     ds.train.images (N, H, W, C) uint8, ds.train.boxes[i] (K, 4) float32, ds.train.labels[i] (K,)
 
-Sources: `shapes_det` (pipeline.data.shapes_det, generated, exact boxes) or a folder in COCO JSON,
-Pascal VOC XML, YOLO txt or CSV layout (pipeline.data.detformats; auto-detected, or
+Sources: `shapes_det` (pipeline.tasks.detection.scenes, generated, exact boxes) or a folder in COCO JSON,
+Pascal VOC XML, YOLO txt or CSV layout (pipeline.tasks.detection.annotations; auto-detected, or
 `data.format=`). Boxes are normalised corners (x0, y0, x1, y1 in 0..1 of the image's width and
 height, d2l 14.3's corner format, keras' "rel_xyxy"), so resizing an image to the model input
 (plain resize, as serving does) leaves them unchanged. Every file is decoded by serving.images
@@ -18,78 +18,18 @@ from __future__ import annotations
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.data.base import DataConfig, DataError
 from pipeline.data.folder import BadFilesWarning
+from pipeline.tasks.detection.annotations import read_annotations
+from pipeline.tasks.detection.scenes import generate_scenes
+from pipeline.tasks.detection.splits import DetDataset, DetSplit, Record, seeded_split
 from serving.images import RESAMPLE, ImageError, convert_mode, open_image
 
-SPLITS = ("train", "val", "test")
 BOX_TOLERANCE = 1.0   # pixels a box may reach past the image edge (rounding in label tools); clipped
-
-
-@dataclass
-class Record:
-    """One annotated image as a reader found it: boxes in pixels of the original image unless
-    `normalized` (YOLO), with for each box where it came from (file:line, file: object n)."""
-    path: str
-    boxes: np.ndarray                 # float32 (K, 4) x0, y0, x1, y1
-    labels: np.ndarray                # int32 (K,)
-    where: list[str] = field(default_factory=list)
-    normalized: bool = False
-
-
-@dataclass
-class DetSplit:
-    images: np.ndarray                # uint8 (N, H, W, C) at the model input size
-    boxes: list[np.ndarray]           # per image float32 (K_i, 4) normalised corners
-    labels: list[np.ndarray]          # per image int32 (K_i,) class ids
-    names: list[str] = field(default_factory=list)   # file names (or generated ids)
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def subset(self, idx: np.ndarray) -> DetSplit:
-        return DetSplit(self.images[idx], [self.boxes[i] for i in idx], [self.labels[i] for i in idx],
-                        [self.names[i] for i in idx] if self.names else [])
-
-    def padded(self, max_objects: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """float32 (N, M, 4) boxes and int32 (N, M) labels, padding rows all 0 / -1."""
-        m = max_objects or max([len(b) for b in self.boxes] + [1])
-        boxes = np.zeros((len(self), m, 4), np.float32)
-        labels = np.full((len(self), m), -1, np.int32)
-        for i, (b, lab) in enumerate(zip(self.boxes, self.labels)):
-            boxes[i, :min(len(b), m)], labels[i, :min(len(b), m)] = b[:m], lab[:m]
-        return boxes, labels
-
-    def num_objects(self) -> int:
-        return int(sum(len(b) for b in self.boxes))
-
-
-@dataclass
-class DetDataset:
-    train: DetSplit
-    val: DetSplit
-    test: DetSplit
-    class_names: tuple[str, ...]
-    image_size: tuple[int, int]
-    channels: int
-    source: str
-    format: str = ""
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    def summary(self) -> str:
-        parts = [f"{n} {len(s)} ({s.num_objects()} boxes)" for n, s in
-                 (("train", self.train), ("val", self.val), ("test", self.test))]
-        fmt = f" ({self.format})" if self.format else ""
-        return (f"{self.source}{fmt}: {self.num_classes} classes, {', '.join(parts)} images at "
-                f"{self.image_size[0]}x{self.image_size[1]}x{self.channels}")
 
 
 def check_boxes(record: Record, width: int, height: int) -> np.ndarray:
@@ -142,16 +82,6 @@ def decode_records(records: list[Record], size: tuple[int, int], channels: int,
                     [records[i].path for i in keep])
 
 
-def seeded_split(n: int, val_split: float, test_split: float, seed: int
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Index arrays (train, val, test), sorted; a seeded permutation cut in proportion."""
-    idx = np.random.default_rng(seed).permutation(n)
-    n_test, n_val = int(round(n * test_split)), int(round(n * val_split))
-    if n_test + n_val >= n:
-        n_test, n_val = 0, 0
-    return (np.sort(idx[n_test + n_val:]), np.sort(idx[n_test:n_test + n_val]), np.sort(idx[:n_test]))
-
-
 def _empty(size: tuple[int, int], channels: int) -> DetSplit:
     return DetSplit(np.zeros((0, *size, channels), np.uint8), [], [], [])
 
@@ -160,14 +90,10 @@ def load_detection_dataset(cfg: DataConfig, *, image_size: tuple[int, int], chan
     """Load and split a detection source; images uint8 at image_size, boxes normalised corners."""
     size = (int(image_size[0]), int(image_size[1]))
     if cfg.source == "shapes_det":
-        from pipeline.data.shapes_det import generate_scenes
-
         split = generate_scenes(cfg.shapes_det, seed=cfg.seed, size=size, channels=channels)
         tr, va, te = seeded_split(len(split), cfg.val_split, cfg.test_split, cfg.seed)
         return DetDataset(split.subset(tr), split.subset(va), split.subset(te),
                           cfg.shapes_det.class_names, size, channels, "shapes_det", "generated")
-    from pipeline.data.detformats import read_annotations
-
     found = read_annotations(Path(cfg.source), cfg.format, cfg.skip_bad_files)
     bad = list(found.bad)
     splits = {name: decode_records(recs, size, channels, cfg.skip_bad_files, bad)

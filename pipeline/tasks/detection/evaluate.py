@@ -2,8 +2,9 @@
 
 COCO's protocol (Lin et al. 2014; pycocotools' COCOeval): AP averaged over IoU 0.50:0.05:0.95
 ("mAP@[.5:.95]") and at IoU 0.5 ("mAP@.5"), per class and averaged over classes; AR with up to
-100 detections per image. Predictions come from models.boxes.multibox_detection (decode + per-
-class NMS with tf.image ops, d2l 14.4.4) at a low score threshold, as COCO evaluation expects.
+100 detections per image. Predictions come from models.decoder.detect_graph - the decoding +
+NMS graph the exported files hold, at the contract's own settings - so the mAP a run reports
+is the mAP its files ship (the export gate measures the same number on the same test split).
 Boxes are scored in pixels of the model input (normalised corners x its size).
 
     dets = predict_detections(model, split.images)          # per image (boxes, scores, classes)
@@ -19,32 +20,23 @@ from typing import Any
 
 import numpy as np
 
-EVAL_SCORE = 0.01      # score threshold for mAP (low: the PR curve needs the tail)
-EVAL_MAX_DETECTIONS = 100
 
-
-def predict_detections(model: Any, images: np.ndarray, *, batch_size: int = 64,
-                       score_threshold: float = EVAL_SCORE, iou_threshold: float | None = None,
-                       max_detections: int = EVAL_MAX_DETECTIONS
+def predict_detections(model: Any, images: np.ndarray, *, batch_size: int = 64
                        ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Per image: boxes float32 (K, 4) normalised corners, scores (K,), classes int32 (K,)."""
+    """Per image: boxes float32 (n, 4) normalised corners, scores (n,), classes int32 (n,): the
+    Keras model's raw outputs through the one decoder (models.decoder), as the files decode."""
     import tensorflow as tf
 
-    from models import anchors_of, get_contract
-    from models.boxes import multibox_detection
+    from models import get_contract
+    from models.decoder import detect_graph_batch
 
-    contract = get_contract(model)
-    anchors = tf.constant(anchors_of(contract))
-    iou = contract.extra["nms"]["iou_threshold"] if iou_threshold is None else iou_threshold
+    settings = get_contract(model).detection
+    decode = tf.function(lambda raw: detect_graph_batch(raw, settings))
     out = []
     for start in range(0, len(images), batch_size):
-        raw = tf.constant(model.predict_on_batch(images[start:start + batch_size].astype(np.float32)))
-        probs = tf.nn.softmax(raw[..., 4:], axis=-1)                        # (B, A, C + 1)
-        boxes, scores, classes, count = multibox_detection(
-            probs, raw[..., :4], anchors, score_threshold=score_threshold, iou_threshold=iou,
-            max_detections=max_detections)
-        for b, s, c, n in zip(boxes.numpy(), scores.numpy(), classes.numpy(), count.numpy()):
-            out.append((b[:n], s[:n], c[:n]))
+        raw = model.predict_on_batch(images[start:start + batch_size].astype(np.float32))
+        boxes, scores, classes, count = (t.numpy() for t in decode(tf.constant(raw, tf.float32)))
+        out += [(b[:n], s[:n], c[:n]) for b, s, c, n in zip(boxes, scores, classes, count)]
     return out
 
 
@@ -114,9 +106,9 @@ def coco_metrics(boxes: Sequence[np.ndarray], labels: Sequence[np.ndarray],
 
 def plot_pr_curves(pr: dict[str, list[float]], dest: str | os.PathLike, *, title: str = "") -> None:
     """Precision against recall at IoU 0.5, one line per class, AP@.5 in the legend."""
-    from pipeline.plots import _pyplot, _save
+    from pipeline.plots import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 4))
     recall = np.linspace(0, 1, 101)
     for name, p in pr.items():
@@ -131,7 +123,7 @@ def plot_pr_curves(pr: dict[str, list[float]], dest: str | os.PathLike, *, title
     ax.legend(fontsize=7, loc="lower left")
     ax.set_title(title or "precision-recall at IoU 0.5", fontsize=9)
     fig.tight_layout()
-    _save(fig, dest)
+    save_figure(fig, dest)
 
 
 def plot_prediction_grid(images: np.ndarray, boxes: Sequence[np.ndarray], labels: Sequence[np.ndarray],
@@ -140,9 +132,9 @@ def plot_prediction_grid(images: np.ndarray, boxes: Sequence[np.ndarray], labels
                          dest: str | os.PathLike, *, score_threshold: float = 0.3, n: int = 16,
                          title: str = "") -> None:
     """Up to n images: true boxes dashed white, predictions (score >= threshold) in class colours."""
-    from pipeline.plots import _pyplot, _save
+    from pipeline.plots import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     n = min(n, len(images))
     cols = min(4, n) or 1
     rows = max(1, -(-n // cols))
@@ -169,4 +161,4 @@ def plot_prediction_grid(images: np.ndarray, boxes: Sequence[np.ndarray], labels
                     bbox={"facecolor": colour, "pad": 0.5, "lw": 0})
     fig.suptitle(title or f"predictions (score >= {score_threshold}) and true boxes (dashed)", fontsize=9)
     fig.tight_layout()
-    _save(fig, dest)
+    save_figure(fig, dest)

@@ -2,8 +2,10 @@
 
 Every file runs on the held-out split THROUGH `serving` (Runner.detect_batch: the runtime's own
 preprocessing, the file's own decoding + NMS), and is scored with pycocotools against the
-ground truth (pipeline.det_eval.coco_metrics), beside the Keras detector's raw outputs decoded
-by serving.detection.decode_nms (the same algorithm the files hold):
+ground truth (pipeline.tasks.detection.evaluate.coco_metrics), beside the Keras detector's
+detections on the same images, decoded by the same decoder the files hold and the training
+evaluation uses (models.decoder; computed in the export worker), so the gate's Keras mAP is the
+test mAP of metrics.json:
   mAP@.5 and mAP@[.5:.95] of both, their drops, and the share of Keras boxes the file
   reproduces (same class, IoU >= 0.9).
 A file passes when both drops are <= gate.det_max_drop, or gate.det_max_drop_int8 for the lossy
@@ -15,43 +17,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from pipeline.export.formats import FormatSpec
+from models.boxes import iou_numpy
+from pipeline.tasks.detection.evaluate import coco_metrics
+from serving.runtime import load
 
 REPRODUCE_IOU = 0.9
 
 
-def keras_detections(raw: np.ndarray, contract: Any) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Raw Keras outputs (N, A, 4 + C + 1) -> per image (boxes, scores, classes), normalized."""
-    from serving.detection import anchors, decode_nms
-
-    a, nms = anchors(contract), dict(contract.extra["nms"])
-    var = tuple(contract.extra["encoding"]["variances"])
-    out = []
-    for r in raw:
-        boxes, scores, classes, n = decode_nms(r, a, nms, var)
-        out.append((boxes[:n], scores[:n], classes[:n]))
-    return out
-
-
 def reproduced(ref: list[tuple], got: list[tuple], iou: float = REPRODUCE_IOU) -> float:
     """Share of the reference boxes (all images) that `got` has with the same class at IoU >= iou."""
-    from serving.demo.detection import box_iou
-
     total = hits = 0
     for (rb, _, rc), (gb, _, gc) in zip(ref, got):
         for box, cls in zip(rb, rc):
             total += 1
             same = gc == cls
-            hits += bool(same.any() and box_iou(box, gb[same]).max() >= iou)
+            hits += bool(same.any() and iou_numpy(box, gb[same]).max() >= iou)
     return hits / total if total else 1.0
 
 
 def compare(split: Any, ref: list[tuple], got: list[tuple], class_names: Any,
             size: tuple[int, int]) -> dict[str, Any]:
-    from pipeline.det_eval import coco_metrics
-
     k = coco_metrics(split.boxes, split.labels, ref, class_names, size)
     f = coco_metrics(split.boxes, split.labels, got, class_names, size)
     return {"samples": len(split), "map50_keras": k["map50"], "map_keras": k["map"],
@@ -60,12 +45,12 @@ def compare(split: Any, ref: list[tuple], got: list[tuple], class_names: Any,
             "detections": f["num_detections"], "detections_keras": k["num_detections"]}
 
 
-def gate_knob(spec: FormatSpec) -> str:
+def gate_knob(spec: Any) -> str:
     """The GateConfig field that bounds this format's mAP drop."""
     return "det_max_drop_int8" if spec.lossy else "det_max_drop"
 
 
-def judge(spec: FormatSpec, numbers: dict[str, Any], gate: Any) -> list[str]:
+def judge(spec: Any, numbers: dict[str, Any], gate: Any) -> list[str]:
     knob = gate_knob(spec)
     limit = getattr(gate, knob)
     reasons = []
@@ -77,14 +62,11 @@ def judge(spec: FormatSpec, numbers: dict[str, Any], gate: Any) -> list[str]:
     return reasons
 
 
-def check_detector(path: Path, spec: FormatSpec, split: Any, ref: list[tuple], class_names: Any,
-                   gate: Any) -> dict[str, Any]:
+def check_detector(path: Path, spec: Any, split: Any, ref: list[tuple], gate: Any) -> dict[str, Any]:
     """Run the file through serving on the test split and judge it: the manifest's "parity"."""
-    import serving
-
-    runner = serving.load(path, manifest=None, threads=1)
+    runner = load(path, manifest=None, threads=1)
     got = runner.detect_batch(split.images)
-    numbers = compare(split, ref, got, class_names, runner.contract.size)
+    numbers = compare(split, ref, got, runner.labels, runner.contract.size)
     reasons = judge(spec, numbers, gate)
     return {**numbers, "max_map_drop": getattr(gate, gate_knob(spec)), "reproduce_iou": REPRODUCE_IOU,
             "passed": not reasons, "reasons": reasons}
