@@ -48,10 +48,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(summary_text(model))
     if args.name in DETECTORS:
-        spec = get_contract(model).extra["anchor_spec"]
+        settings = get_contract(model).detection
+        spec = settings.anchor_spec
         maps = ", ".join(f"{h}x{w}x{n}" for (h, w), n in zip(spec["feature_maps"],
                                                               spec["anchors_per_pixel"]))
-        print(f"anchors per image: {get_contract(model).extra['num_anchors']:,} "
+        print(f"anchors per image: {settings.num_anchors:,} "
               f"(scales h x w x anchors per pixel: {maps})")
     return 0
 

@@ -3,7 +3,7 @@ Detection") on any registered backbone: a detection Task on a Backbone, as Keras
 
     model = create_detector("ssd", backbone="mobilenetv2", num_classes=3, input_shape=(128, 128, 3),
                             head="ssdlite", width=0.5)
-    get_contract(model).extra["anchors"]      # (A, 4) normalised corners, one set per scale
+    get_contract(model).detection.anchors()   # (A, 4) normalised corners, one set per scale
 
 Graph: image (H, W, C float 0..255) -> normalize -> backbone's named feature maps (strides >= 8,
 the deepest `max_backbone_maps` of them; the deepest one when a family has none that coarse)

@@ -12,6 +12,7 @@ from typing import Any
 
 from models.atomic import atomic_path
 from models.contract import ContractError, DataContract
+from models.factory import get_contract, set_contract
 
 CONTRACT_ENTRY = "contract.json"
 
@@ -21,7 +22,6 @@ class ModelFileError(ValueError):
 
 
 def save_model(model: Any, path: str | os.PathLike, contract: DataContract | None = None) -> Path:
-    from models.factory import get_contract
 
     contract = contract or get_contract(model)
     path = Path(path)
@@ -54,8 +54,6 @@ def read_contract(path: str | os.PathLike) -> DataContract:
 def load_model(path: str | os.PathLike, *, compile: bool = False) -> Any:
     """Load a .keras model in safe mode (no lambda/code deserialisation) with its contract."""
     import keras
-
-    from models.factory import set_contract
 
     contract = read_contract(path)
     try:

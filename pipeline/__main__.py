@@ -12,7 +12,8 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from models.options import OptionError, suggest  # noqa: E402
+from models.options import OptionError, describe, suggest  # noqa: E402
+from pipeline.config import load_config
 
 # name: (module, config class, function, help)
 COMMANDS: dict[str, tuple[str, str, str, str]] = {
@@ -60,7 +61,6 @@ def _is_domain_error(e: BaseException) -> bool:
 
 
 def _help_epilog(config_cls: type) -> str:
-    from models.options import describe
 
     rows = describe(config_cls)
     width = max((len(k) for k, _, _ in rows), default=10)
@@ -89,7 +89,6 @@ def main(argv: list[str] | None = None) -> int:
 
     module, cfg_name, fn_name, _ = COMMANDS[args.command]
     mod = importlib.import_module(module)
-    from pipeline.config import load_config
 
     cfg_cls = getattr(mod, cfg_name)
     positional = getattr(cfg_cls, "POSITIONAL", None)  # `report runs/r1` = `report run=runs/r1`

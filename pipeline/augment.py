@@ -24,7 +24,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "standard": {"hflip": True, "crop_scale": (0.25, 1.0), "crop_ratio": (3 / 4, 4 / 3),
                  "brightness": 0.3, "contrast": 0.3, "saturation": 0.3, "hue": 0.02},
     # SSD's recipe (Liu et al. 2016, section 2.2 "Data augmentation"): random crop or zoom-out
-    # ("expand"), flip, photometric jitter; with task=detection the boxes follow (pipeline.tasks.detection.augment)
+    # ("expand"), flip, photometric jitter; with task=detection the boxes follow
+    # (pipeline.tasks.detection.augment)
     "ssd": {"hflip": True, "crop_scale": (0.3, 1.0), "crop_ratio": (0.5, 2.0), "zoom_out": 2.0,
             "brightness": 0.3, "contrast": 0.3, "saturation": 0.3, "hue": 0.02},
     "strong": {"hflip": True, "vflip": True, "crop_scale": (0.08, 1.0), "crop_ratio": (3 / 4, 4 / 3),

@@ -18,8 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from models import get_contract, load_model, resolve_config
 from models.options import OptionError
+from pipeline.data import natural_input_shape
+from pipeline.pretrained import create_pretrained
 from pipeline.train import Initializer, Phase, TrainConfig, TrainResult, train
+from pipeline.transfer import replace_head
 
 
 @dataclass(frozen=True)
@@ -70,8 +74,6 @@ def _trained_source(start: str) -> Path | None:
 
 def starting_point(cfg: FinetuneConfig) -> Initializer:
     """Where the weights come from, as a pipeline.train.Initializer."""
-    from models import get_contract, load_model
-    from pipeline.transfer import replace_head
 
     phases = tuple(p for p in (
         Phase(end=cfg.head_epochs, freeze=1.0, name="head") if cfg.head_epochs else None,
@@ -93,10 +95,6 @@ def starting_point(cfg: FinetuneConfig) -> Initializer:
             return swap.model
 
         return Initializer(contract.input_shape, from_trained, phases, info)
-
-    from models import resolve_config
-    from pipeline.data import natural_input_shape
-    from pipeline.pretrained import create_pretrained
 
     resolve_config(cfg.start, {})   # unknown name -> did-you-mean
     if not cfg.weights:

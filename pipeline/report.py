@@ -30,8 +30,8 @@ from models.atomic import atomic_path, write_json, write_text
 from models.options import OptionError
 from pipeline.tasks import Task, get_task
 from serving.benchmark import run as benchmark
-from serving.machine import describe
-from serving.manifest import read_manifest
+from serving.machine import describe, machine_info
+from serving.manifest import read_manifest, sha256_file
 
 REPORT_FILES = ("report.md", "report.json", "pareto.png")
 
@@ -69,7 +69,6 @@ def find_export(run: str) -> tuple[Path, Path]:
 def cpu_isa() -> str:
     """The vector ISA that decides int8 speed here (serving.machine): e.g. avx512_vnni+avx_vnni+avx2,
     dotprod+i8mm on ARM, or the machine type when none of them is there."""
-    from serving.machine import machine_info
 
     info = machine_info()
     have = [f for f in ("amx_int8", "avx512_vnni", "avx_vnni", "avx2", "dotprod", "i8mm") if f in info["isa"]]
@@ -92,7 +91,6 @@ def variant_label(compression: dict[str, Any] | None) -> str:
 
 def find_variants(run_dir: Path) -> list[tuple[str, Path, Path]]:
     """(label, run dir, export dir) of exported runs beside run_dir compressed from its model."""
-    from serving.manifest import sha256_file
 
     model = run_dir / "model.keras"
     if not model.is_file():
@@ -243,7 +241,8 @@ def report(cfg: ReportConfig) -> dict[str, Any]:
         keras_row = {"variant": sources[0][0], **task.keras_row(row, rows), "isa": isa}
     metrics = run_dir / "metrics.json"
     front = pareto_front(rows)
-    result = {"run": str(run_dir), "task": task.name, "export_dir": str(export_dir), "source": manifest["source"],
+    result = {"run": str(run_dir), "task": task.name, "export_dir": str(export_dir),
+              "source": manifest["source"],
               "benchmark": {"threads": cfg.threads, "runs": cfg.runs, "warmup": cfg.warmup,
                             "batch": 1, "machine": machine, "isa": isa},
               "variants": [{"variant": label, "run": str(d)} for label, d, _, _ in sources],

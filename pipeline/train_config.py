@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from models import resolve_config
+from models.detector import DETECTORS, split_options
 from models.options import OptionError, suggest
 from pipeline.augment import AugmentConfig
 from pipeline.data import DataConfig
@@ -26,8 +28,6 @@ class ModelConfig:
     options: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
-        from models import resolve_config
-        from models.detector import DETECTORS, split_options
 
         if self.name == "auto":
             pass   # resolved from the data at the start of training (pipeline.recipes)

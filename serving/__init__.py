@@ -14,7 +14,8 @@ import importlib
 from typing import Any
 
 _LAZY = {
-    "load": "serving.runtime", "Runner": "serving.runtime", "Prediction": "serving.tasks.classify", "Detections": "serving.tasks.detect",
+    "load": "serving.runtime", "Runner": "serving.runtime", "Prediction": "serving.tasks.classify",
+    "Detections": "serving.tasks.detect",
     "ArtifactError": "serving.metadata", "read_metadata": "serving.metadata",
     "METADATA_KEY": "serving.metadata", "SCHEMA": "serving.metadata",
     "read_manifest": "serving.manifest", "write_manifest": "serving.manifest",

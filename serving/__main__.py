@@ -20,9 +20,15 @@ from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # only matters for .keras models
 
-from models.options import OptionError, parse_kv, replace_checked, suggest  # noqa: E402
+from models.atomic import write_json
+from models.options import OptionError, describe, parse_kv, replace_checked, suggest  # noqa: E402
+from serving.backends.tflite import KERNELS
+from serving.benchmark import format_table, run
 from serving.images import SUFFIXES, ImageError, is_image_file  # noqa: E402
 from serving.metadata import ArtifactError  # noqa: E402
+from serving.runtime import load
+from serving.tasks.detect import save_annotated
+from serving.tta import MODES
 
 
 @dataclass
@@ -36,7 +42,6 @@ class PredictConfig:
     tta: str = "none"          # none | flip (2 views) | flip_crop (10 views): average the probabilities
 
     def validate(self) -> None:
-        from serving.tta import MODES
 
         for key in ("model", "source"):
             if not getattr(self, key):
@@ -60,7 +65,6 @@ class BenchmarkConfig:
     kernels: str = ""          # .tflite only: xnnpack (LiteRT's default) | builtin | reference
 
     def validate(self) -> None:
-        from serving.backends.tflite import KERNELS
 
         if not self.model:
             raise OptionError("model=... is required")
@@ -107,7 +111,6 @@ def expand_sources(source: str) -> list[Path]:
 
 
 def predict(cfg: PredictConfig) -> int:
-    from serving.runtime import load
 
     files = expand_sources(cfg.source)
     if not files:
@@ -134,8 +137,6 @@ def predict(cfg: PredictConfig) -> int:
 
 
 def detect(cfg: DetectConfig) -> int:
-    from serving.runtime import load
-    from serving.tasks.detect import save_annotated
 
     files = expand_sources(cfg.source)
     if not files:
@@ -166,8 +167,6 @@ def detect(cfg: DetectConfig) -> int:
 
 
 def benchmark(cfg: BenchmarkConfig) -> int:
-    from models.atomic import write_json
-    from serving.benchmark import format_table, run
 
     result = run(cfg.model, threads=cfg.threads, runs=cfg.runs, warmup=cfg.warmup,
                  batch=cfg.batch, manifest=_manifest(cfg.manifest), progress=not cfg.json,
@@ -187,7 +186,6 @@ COMMANDS: dict[str, tuple[type, Any, str]] = {
 
 
 def _usage() -> str:
-    from models.options import describe
 
     lines = ["usage: python -m serving COMMAND key=value ...", "", "commands:"]
     for name, (cls, _, text) in COMMANDS.items():

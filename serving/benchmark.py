@@ -22,6 +22,7 @@ import numpy as np
 
 from models.options import OptionError
 from serving.machine import describe, machine_info
+from serving.runtime import load
 
 
 def _stats(seconds: list[float]) -> dict[str, float]:
@@ -42,8 +43,6 @@ def run(path: str | os.PathLike, *, threads: int | None = None, runs: int = 100,
     """Benchmark `path`; returns a JSON-ready dict (see module docstring for the fields).
     kernels: LiteRT's op resolver for a .tflite file (serving.load); None = its default, XNNPACK."""
     from tqdm import tqdm
-
-    from serving.runtime import load
 
     if runs < 1 or warmup < 0 or batch < 1:
         raise OptionError(f"need runs >= 1, warmup >= 0, batch >= 1 (got runs={runs}, "

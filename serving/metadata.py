@@ -32,6 +32,7 @@ from typing import Any
 
 from models.contract import ContractError, DataContract
 from models.decoder import metadata_block
+from models.io import ModelFileError, read_contract
 
 METADATA_KEY = "cnn_pipeline"
 SCHEMA = "cnn-pipeline/artifact/v1"
@@ -312,7 +313,6 @@ def _check_zip(path: Path) -> None:
 
 def keras_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """The document a .keras file would carry, synthesised from its DataContract."""
-    from models.io import ModelFileError, read_contract
 
     path = Path(path)
     try:
@@ -322,7 +322,7 @@ def keras_metadata(path: str | os.PathLike) -> dict[str, Any]:
     _check_zip(path)
     h, w, c = contract.input_shape
     detector = contract.task == "detection"
-    out_shape = ([None, contract.extra.get("num_anchors"), 4 + contract.num_classes + 1] if detector
+    out_shape = ([None, contract.detection.num_anchors, 4 + contract.num_classes + 1] if detector
                  else [None, contract.num_classes])
     meta = build_metadata(
         format="keras", contract=contract,

@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from models.options import suggest
+
 MODES = ("none", "flip", "flip_crop")
 CROP = 0.875            # 224 of 256, the classic ratio
 VIEWS = {"none": 1, "flip": 2, "flip_crop": 10}
@@ -24,7 +26,6 @@ VIEWS = {"none": 1, "flip": 2, "flip_crop": 10}
 
 def check_mode(mode: str) -> str:
     if mode not in MODES:
-        from models.options import suggest
 
         raise ValueError(f"tta: {mode!r} is not one of {', '.join(MODES)}{suggest(mode, MODES)}")
     return mode

@@ -51,7 +51,8 @@ def import_graph() -> dict[str, set[str]]:
                 base = node.module or ""
                 if node.level:
                     here = mod.split(".") if is_pkg else mod.split(".")[:-1]
-                    base = ".".join(here[:len(here) - node.level + 1] + ([node.module] if node.module else []))
+                    up = here[:len(here) - node.level + 1]
+                    base = ".".join(up + ([node.module] if node.module else []))
                 subs = [f"{base}.{a.name}" for a in node.names]
                 names = [s for s in subs if s in mods] + ([base] if any(s not in mods for s in subs) else [])
             else:
@@ -135,9 +136,10 @@ def _in_tasks(mod: str, side: str) -> bool:
 
 
 # modules outside pipeline/tasks that may import a task module by name: the config sections a
-# task adds (TrainConfig.detection) and the data writer of `make-shapes task=detection`;
-# everything else goes through pipeline.tasks.get_task
-PIPELINE_TASK_USERS = ("pipeline.train_config", "pipeline.make_shapes")
+# task adds (TrainConfig.detection), the data writer of `make-shapes task=detection`, and the
+# compression stage, which fine-tunes classifiers only (tfmot) and measures them with the
+# classification task's evaluation; everything else goes through pipeline.tasks.get_task
+PIPELINE_TASK_USERS = ("pipeline.train_config", "pipeline.make_shapes", "pipeline.compress.worker")
 # the serving runtime holds a head (serving.tasks picks it) and uses its result types
 SERVING_TASK_USERS = ("serving.runtime", "serving.demo.page", "serving.demo.detection",
                       "serving.__main__")

@@ -15,40 +15,11 @@ import json
 import numpy as np
 import pytest
 
+from pipeline.export.formats import FORMATS
 from pipeline.tasks import TASKS, get_task
+from tests.conftest import NOT_IN_HARNESS
 
-TRAIN = {
-    "classification": ["data=shapes", "data.shapes.per_class=24", "data.shapes.classes=3",
-                       "data.shapes.size=32", "model=lenet_bn", "model.width=0.5", "epochs=3"],
-    "detection": ["task=detection", "data=shapes_det", "data.shapes_det.images=64",
-                  "data.shapes_det.size=64", "data.shapes_det.max_objects=2", "model=ssd",
-                  "model.backbone=resnet18", "model.width=0.25", "model.head_channels=32", "epochs=4",
-                  "lr=0.003", "weight_decay=0.0005"],
-}
-# lossy files of a barely trained model may flip near-ties: the gate runs and records, but its
-# quality bars are opened (the real bars are tested on confident models in test_export*.py)
-LOOSE_GATE = ["gate.tflite_fp16=0", "gate.tflite_dynamic=0", "gate.tflite_int8=0", "gate.onnx_int8=0",
-              "gate.max_accuracy_drop=1", "gate.det_max_drop_int8=1"]
-CASES = [(t, f) for t in TASKS for f in TASKS[t].formats if f not in ("tflite_qat_int8", "tflite_sparse")]
-
-
-@pytest.fixture(scope="session")
-def task_runs(tmp_path_factory):
-    """{task: (run dir, metrics, manifest rows by format)}, trained and exported once."""
-    from pipeline.config import load_config
-    from pipeline.export import ExportConfig, export
-    from pipeline.train import TrainConfig, train
-
-    out = {}
-    for name in TASKS:
-        run = tmp_path_factory.mktemp(f"task-{name}") / "run"
-        result = train(load_config(TrainConfig, [*TRAIN[name], "batch_size=16", "augment=none",
-                                                 "verbose=0", f"out={run}"]))
-        formats = [f for t, f in CASES if t == name]
-        exported = export(load_config(ExportConfig, [f"model={run}", f"formats={','.join(formats)}",
-                                                     "calib_samples=16", "verbose=false", *LOOSE_GATE]))
-        out[name] = (run, result.metrics, {a["format"]: a for a in exported.artifacts})
-    return out
+CASES = [(t, f) for t in TASKS for f in TASKS[t].formats if f not in NOT_IN_HARNESS]
 
 
 @pytest.mark.parametrize("task", list(TASKS))
@@ -64,8 +35,8 @@ def test_metrics_json_reports_what_the_gate_measures(task_runs, task):
         assert parity["detections_keras"] > 0                # a real comparison, not 0 == 0
         assert saved["test_map50"] == pytest.approx(parity["map50_keras"], abs=0.005)
         assert saved["test_map"] == pytest.approx(parity["map_keras"], abs=0.005)
-    else:
-        assert saved["test_accuracy"] == pytest.approx(parity["accuracy_keras"], abs=0.005)
+    else:   # batches of another size may round a near-tie the other way: one image at most
+        assert saved["test_accuracy"] == pytest.approx(parity["accuracy_keras"], abs=1.01 / saved["num_test"])
 
 
 @pytest.mark.parametrize("task,fmt", CASES)
@@ -76,6 +47,8 @@ def test_every_file_serves_and_passed_its_gate(task_runs, task, fmt):
     run, metrics, rows = task_runs[task]
     row = rows[fmt]
     assert row["parity"]["passed"] and row["parity"]["reasons"] == []
+    if task == "detection":   # each file is held to its own bar: float 1 point, lossy the (opened) int8 one
+        assert row["parity"]["max_map_drop"] == (1.0 if FORMATS[fmt].lossy else 0.01)
     path = run / "export" / row["file"]
     runner = serving.load(path)                              # checks the manifest's sha256 too
     assert runner.task == task and runner.metadata["format"] == fmt

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from models.options import OptionError, suggest
+from pipeline.config import build
 from pipeline.rundir import RUN_CONFIG, read_run_config
 from pipeline.train_config import TrainConfig
 
@@ -142,7 +143,6 @@ class CompressConfig:
     def training(self) -> Any:
         """The TrainConfig of the fine-tune: the source run's config.yaml (or the defaults),
         TUNE_DEFAULTS and a 10x lower lr, then the user's training keys (validated)."""
-        from pipeline.config import build
 
         src = source_config(self.start)
         names = {f.name for f in dataclasses.fields(TrainConfig)}

@@ -26,6 +26,7 @@ import tf_keras
 
 from models.options import OptionError, suggest
 from pipeline.compress.config import CompressError
+from pipeline.compress.qat_ranges import RangeWarmup
 
 L = tf_keras.layers
 qk = tfmot.quantization.keras
@@ -383,6 +384,5 @@ def save_qat_graph(model: Any, path: str, input_shape: Sequence[int]) -> None:
 def callbacks_for(method: str) -> Callable[[Any], list[Any]] | None:
     if method == "prune":
         return lambda k: [update_pruning_step()]
-    from pipeline.compress.qat_ranges import RangeWarmup
 
     return lambda k: [RangeWarmup()]

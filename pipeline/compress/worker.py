@@ -52,9 +52,9 @@ def _run_config(cfg: Any, tune: Any, method: str, out: Path) -> Any:
 
 
 def _evaluate(model: Any, ds: Any, n: int) -> float | None:
-    from pipeline.train import evaluate
+    from pipeline.tasks.classification.task import evaluate_split
 
-    return None if ds is None else evaluate(model, ds, n)["accuracy"]
+    return None if ds is None else evaluate_split(model, ds, n)["accuracy"]
 
 
 def _compressed_with(start: str) -> dict[str, Any] | None:

@@ -13,8 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import ClassVar, Literal
 
-from models.options import OptionError
+from models.options import OptionError, suggest
 from pipeline.export.formats import FORMATS, check_request, formats_for
+from serving.tta import MODES
 
 ALL_FORMATS = formats_for("float")   # what a trained (or pruned) run exports by default
 
@@ -58,10 +59,8 @@ class GateConfig:
             raise OptionError(f"gate.max_abs_diff: must be >= 0, got {self.max_abs_diff}")
         if self.samples < 0:
             raise OptionError(f"gate.samples: must be >= 0, got {self.samples}")
-        from serving.tta import MODES
 
         if self.tta not in MODES:
-            from models.options import suggest
 
             raise OptionError(f"gate.tta: {self.tta!r} is not one of {', '.join(MODES)}"
                               f"{suggest(self.tta, MODES)}")

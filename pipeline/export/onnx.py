@@ -15,6 +15,7 @@ import numpy as np
 
 from pipeline.export.errors import ExportError, first_line
 from pipeline.export.formats import FormatSpec
+from serving.metadata import embed_onnx_metadata
 
 
 def convert(model: Any, spec: FormatSpec, options: dict[str, Any], *,
@@ -122,8 +123,6 @@ def describe_io(data: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def embed(data: bytes, meta: dict[str, Any]) -> bytes:
     import onnx
-
-    from serving.metadata import embed_onnx_metadata
 
     return embed_onnx_metadata(onnx.load_from_string(data), meta)   # serialized and sealed
 

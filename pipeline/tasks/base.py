@@ -74,7 +74,7 @@ class Task(ABC):
         """Callbacks that add the monitored val metric to the epoch logs (before they are read)."""
         return []
 
-    def finetune_supported(self) -> None:
+    def finetune_supported(self) -> None:  # noqa: B027 (most tasks fine-tune: nothing to refuse)
         """OptionError when fine-tuning (pipeline.finetune) cannot start from this task's models."""
 
     @abstractmethod

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from serving.metadata import ArtifactError
+from serving.metadata import ArtifactError, tensor_spec
 
 # suffix -> (module, class)
 BACKENDS: dict[str, tuple[str, str]] = {
@@ -63,7 +63,6 @@ class TensorSpec:
         return self.dtype in ("uint8", "int8")
 
     def to_dict(self) -> dict[str, Any]:
-        from serving.metadata import tensor_spec
 
         return tensor_spec(self.name, self.dtype, list(self.shape), self.scale, self.zero_point)
 

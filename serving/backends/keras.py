@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from models.io import ModelFileError, load_model
 from serving.backends import Backend, TensorSpec
 from serving.metadata import ArtifactError
 
@@ -22,7 +23,6 @@ class KerasBackend(Backend):
         super().__init__()
         if isinstance(source, bytes):
             raise ArtifactError("<keras bytes>: a .keras model must be loaded from a file path")
-        from models.io import ModelFileError, load_model
 
         try:
             self._model = load_model(Path(source))

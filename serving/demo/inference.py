@@ -180,7 +180,7 @@ def file_nms(model: DemoModel) -> dict[str, Any]:
     """score_threshold, iou_threshold, max_detections of a detector as its file states them
     (the metadata's "detection" block; the contract's for a file without one)."""
     block = model.runner.metadata.get("detection") or {}
-    nms = block.get("nms") or model.runner.contract.extra.get("nms") or {}
+    nms = block.get("nms") or model.runner.contract.detection.nms_block()
     return {k: nms[k] for k in ("score_threshold", "iou_threshold", "max_detections") if k in nms}
 
 

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from models import create_model
+from models import create_model, get_contract
 from models.detector import DETECTORS
 from models.options import OptionError
 from pipeline.data import load_dataset, make_tf_dataset
@@ -155,7 +155,6 @@ class ClassificationTask(Task):
     def reference(self, model: Any, images: np.ndarray) -> np.ndarray:
         """Keras probabilities (N, K) for uint8 (N, H, W, C): the model takes float 0..255; a
         logits model is softmaxed, as serving does for its files."""
-        from models import get_contract
 
         out = np.concatenate([np.asarray(model.predict_on_batch(images[i:i + 64].astype(np.float32)))
                               for i in range(0, len(images), 64)]).astype(np.float64)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from models.options import OptionError
 from pipeline.augment import AugmentConfig, apply_colour, apply_noise, crop_boxes, uniform
+from pipeline.plots import pyplot, save_figure
 
 MIN_VISIBLE = 0.4   # share of a box's area that must stay in the image for it to be kept
 FILL = 124.0        # zoom-out canvas grey (the mean of ImageNet's mean, 0..255)
@@ -114,8 +115,6 @@ def preview_grid(data, cfg: AugmentConfig, rows: int, cols: int, seed: int, out)
     what it shows."""
     import numpy as np
     import tensorflow as tf
-
-    from pipeline.plots import pyplot, save_figure
 
     check_detection_augment(cfg)
     plt = pyplot()

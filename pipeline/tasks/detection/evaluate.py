@@ -20,15 +20,16 @@ from typing import Any
 
 import numpy as np
 
+from models import get_contract
+from models.decoder import detect_graph_batch
+from pipeline.plots import pyplot, save_figure
+
 
 def predict_detections(model: Any, images: np.ndarray, *, batch_size: int = 64
                        ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Per image: boxes float32 (n, 4) normalised corners, scores (n,), classes int32 (n,): the
     Keras model's raw outputs through the one decoder (models.decoder), as the files decode."""
     import tensorflow as tf
-
-    from models import get_contract
-    from models.decoder import detect_graph_batch
 
     settings = get_contract(model).detection
     decode = tf.function(lambda raw: detect_graph_batch(raw, settings))
@@ -106,7 +107,6 @@ def coco_metrics(boxes: Sequence[np.ndarray], labels: Sequence[np.ndarray],
 
 def plot_pr_curves(pr: dict[str, list[float]], dest: str | os.PathLike, *, title: str = "") -> None:
     """Precision against recall at IoU 0.5, one line per class, AP@.5 in the legend."""
-    from pipeline.plots import pyplot, save_figure
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 4))
@@ -132,7 +132,6 @@ def plot_prediction_grid(images: np.ndarray, boxes: Sequence[np.ndarray], labels
                          dest: str | os.PathLike, *, score_threshold: float = 0.3, n: int = 16,
                          title: str = "") -> None:
     """Up to n images: true boxes dashed white, predictions (score >= threshold) in class colours."""
-    from pipeline.plots import pyplot, save_figure
 
     plt = pyplot()
     n = min(n, len(images))

@@ -20,6 +20,7 @@ from typing import Any
 
 from ai_edge_litert import schema_py_generated as schema
 
+from models import get_contract
 from models.decoder import OUTPUT_NAMES, DetectionSettings, detect_graph
 from serving.tflite_inspect import op_names
 
@@ -42,8 +43,6 @@ def detection_layer(keras: Any, settings: DetectionSettings) -> Any:
 def export_model(detector: Any) -> Any:
     """keras.Model: image (1, H, W, C) float 0..255 -> (boxes, scores, classes, count)."""
     import keras
-
-    from models import get_contract
 
     contract = get_contract(detector)
     inp = keras.Input(tuple(contract.input_shape), batch_size=1, name="image")

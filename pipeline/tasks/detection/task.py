@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from models import create_detector, get_contract
+from models.decoder import metadata_block
 from models.detector import DETECTORS
 from models.options import OptionError
 from pipeline.callbacks import bind
@@ -23,6 +24,7 @@ from pipeline.tasks.detection import augment as augment_
 from pipeline.tasks.detection import export, parity, train
 from pipeline.tasks.detection.data import load_detection_dataset
 from pipeline.tasks.detection.evaluate import predict_detections
+from serving.metadata import tensor_spec
 
 DETECTION_KEYS = ("map50", "map", "map50_keras", "map_keras", "max_map_drop", "reproduced")
 REFERENCE_COLUMNS = 7   # a reference row: x0, y0, x1, y1, score, class, valid
@@ -51,7 +53,8 @@ class DetectionTask(Task):
         ("mAP@[.5:.95]", True, lambda r: _fmt(r.get("map"), ".4f")),
         ("Keras mAP@.5", True, lambda r: _fmt(r.get("map50_keras"), ".4f")),
         ("Keras mAP@[.5:.95]", True, lambda r: _fmt(r.get("map_keras"), ".4f")),
-        ("max drop", True, lambda r: "-" if r.get("max_map_drop") is None else f"{100 * r['max_map_drop']:.0f} pt"))
+        ("max drop", True, lambda r: "-" if r.get("max_map_drop") is None
+         else f"{100 * r['max_map_drop']:.0f} pt"))
     report_text = ("Latency through `serving`, end to end including the decoding + NMS inside each file "
                    "(image decode excluded; the .keras row decodes + NMS in numpy), {threads} thread(s), "
                    "batch 1, {runs} runs after {warmup} warm-up; mAP@.5 and mAP@[.5:.95] are the detection "
@@ -71,8 +74,9 @@ class DetectionTask(Task):
         if cfg.model.name != "auto":
             return cfg, None
         model = dataclasses.replace(cfg.model, name="ssd")
-        return dataclasses.replace(cfg, model=model), ("recipe: detection: ssd with its default backbone "
-                                                       "and settings (model=ssd model.backbone=NAME to choose)")
+        return dataclasses.replace(cfg, model=model), (
+            "recipe: detection: ssd with its default backbone and settings (model=ssd "
+            "model.backbone=NAME to choose)")
 
     def load_data(self, data_cfg: Any, shape: tuple[int, int, int]) -> Any:
         """The detection dataset at the model's input size; a val split is required (val mAP picks
@@ -162,8 +166,6 @@ class DetectionTask(Task):
     def output_metadata(self, records: list[dict[str, Any]], where: str, contract: Any
                         ) -> tuple[dict[str, Any], dict[str, Any]]:
         """The four outputs by name, and what the file bakes in (models.decoder.metadata_block)."""
-        from models.decoder import metadata_block
-        from serving.metadata import tensor_spec
 
         outputs = export.name_outputs(records, where)
         return outputs["boxes"], {"outputs": {k: tensor_spec(**v) for k, v in outputs.items()},

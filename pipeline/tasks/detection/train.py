@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from models.boxes import multibox_target
+from pipeline.tasks.detection.augment import augment_detection_batch, check_detection_augment
 from pipeline.tasks.detection.config import DetectionConfig
 from pipeline.tasks.detection.evaluate import (
     coco_metrics,
@@ -36,8 +38,6 @@ def make_dataset(split: Any, anchors: np.ndarray, *, batch_size: int, training: 
     """Batches of (float32 (B, H, W, C) pixels 0..255, float32 (B, A, 5) anchor targets)."""
     import tensorflow as tf
 
-    from models.boxes import multibox_target
-
     boxes, labels = split.padded(max_objects or None)                 # (N, M, 4), (N, M)
     ds = tf.data.Dataset.from_tensor_slices((split.images, boxes, labels))
     if training:
@@ -46,7 +46,6 @@ def make_dataset(split: Any, anchors: np.ndarray, *, batch_size: int, training: 
                                   num_parallel_calls=tf.data.AUTOTUNE)
     if training and augment is not None and (augment.geometric or augment.colour or augment.noise
                                              or augment.zoom_out > 1):
-        from pipeline.tasks.detection.augment import augment_detection_batch, check_detection_augment
 
         check_detection_augment(augment)
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
