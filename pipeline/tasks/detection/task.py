@@ -8,6 +8,7 @@ and latency.
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -69,8 +70,6 @@ class DetectionTask(Task):
                               "model.backbone=<family>")
 
     def recipe(self, cfg: Any) -> tuple[Any, str | None]:
-        import dataclasses
-
         if cfg.model.name != "auto":
             return cfg, None
         model = dataclasses.replace(cfg.model, name="ssd")

@@ -1,7 +1,7 @@
-"""The detection branch of the trainer (`python -m pipeline train task=detection model=ssd ...`):
-its tf.data pipeline, loss, per-epoch val mAP and final evaluation. pipeline.train runs the fit
-(optimizers, schedules, strategies, mixed precision, resume, early stopping, TensorBoard, curves)
-for both tasks; this module only supplies what differs.
+"""What the detection task brings to the one trainer (`python -m pipeline train task=detection
+model=ssd ...`): its tf.data pipeline, loss, per-epoch val mAP and final evaluation (called by
+pipeline.tasks.detection.task). pipeline.train runs the fit (optimizers, schedules, strategies,
+mixed precision, resume, early stopping, TensorBoard, curves) for every task.
 
 - tf.data: uint8 images + padded boxes -> shuffle -> batch -> box-aware augmentation
   (pipeline.tasks.detection.augment) -> anchor labelling (models.boxes.multibox_target, d2l 14.4.3: every
