@@ -143,7 +143,7 @@ def export(cfg: ExportConfig) -> ExportResult:
     staging.chmod(0o777 & ~umask)   # mkdtemp's 0700 would make the published folder private
     scratch = Path(tempfile.mkdtemp(prefix="cnn-export-"))
     try:
-        job = {"model": str(run.model_path.resolve()), "task": task.name, "staging": str(staging),
+        job = {"model": str(run.model_path.resolve()), "staging": str(staging),
                "scratch": str(scratch), "items": items,
                "source": source, "test": str(scratch / "test.npy"),
                "reference": str(scratch / "reference.npy"), "calibration": None,
