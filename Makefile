@@ -31,7 +31,7 @@ run: setup
 test: test-full test-edge
 
 test-full: setup
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -m "not slow" --durations=15
 
 # serving in the edge venv, on files exported by the full venv (tests/edge/conftest.py)
 test-edge: setup setup-edge

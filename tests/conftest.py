@@ -2,8 +2,13 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import dataclasses  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from train_helpers import TINY  # noqa: E402
 
 
 @pytest.fixture
@@ -56,13 +61,15 @@ def det_run(tmp_path_factory):
     return run
 
 
+# The task harness (tests/test_tasks.py): one tiny run per task, trained by pipeline.train and
+# exported to every format of the task. test_train.py's and test_train_det.py's run-dir checks
+# read the same runs, so each task trains once per session.
 TRAIN = {
-    "classification": ["data=shapes", "data.shapes.per_class=24", "data.shapes.classes=3",
-                       "data.shapes.size=32", "model=lenet_bn", "model.width=0.5", "epochs=3"],
+    "classification": [*TINY, "epochs=3", "verbose=0"],
     "detection": ["task=detection", "data=shapes_det", "data.shapes_det.images=64",
                   "data.shapes_det.size=64", "data.shapes_det.max_objects=2", "model=ssd",
                   "model.backbone=resnet18", "model.width=0.25", "model.head_channels=32", "epochs=4",
-                  "lr=0.003", "weight_decay=0.0005"],
+                  "batch_size=16", "lr=0.003", "weight_decay=0.0005", "augment=none", "verbose=0"],
 }
 # lossy files of a barely trained model may flip near-ties: the gate runs and records, but its
 # quality bars are opened (the real bars are tested on confident models in test_export*.py)
@@ -71,9 +78,20 @@ LOOSE_GATE = ["gate.tflite_fp16=0", "gate.tflite_dynamic=0", "gate.tflite_int8=0
 NOT_IN_HARNESS = ("tflite_qat_int8", "tflite_sparse")   # need a compressed run: tests/test_compress.py
 
 
+@dataclasses.dataclass
+class TaskRun:
+    cfg: Any          # the TrainConfig it was trained with
+    result: Any       # pipeline.train's TrainResult
+    rows: dict        # manifest rows of its export, by format
+
+    @property
+    def run(self) -> Path:
+        return self.result.run_dir
+
+
 @pytest.fixture(scope="session")
-def task_runs(tmp_path_factory):
-    """{task: (run dir, metrics, manifest rows by format)}, trained and exported once."""
+def task_runs(tmp_path_factory) -> dict[str, TaskRun]:
+    """{task: TaskRun}: a tiny run per task, trained and exported once per session."""
     from pipeline.config import load_config
     from pipeline.export import ExportConfig, export
     from pipeline.tasks import TASKS
@@ -81,13 +99,14 @@ def task_runs(tmp_path_factory):
 
     out = {}
     for name in TASKS:
-        run = tmp_path_factory.mktemp(f"task-{name}") / "run"
-        result = train(load_config(TrainConfig, [*TRAIN[name], "batch_size=16", "augment=none",
-                                                 "verbose=0", f"out={run}"]))
+        out_dir = tmp_path_factory.mktemp(f"task-{name}") / "run"
+        cfg = load_config(TrainConfig, [*TRAIN[name], f"out={out_dir}"])
+        result = train(cfg)
         formats = [f for f in TASKS[name].formats if f not in NOT_IN_HARNESS]
-        exported = export(load_config(ExportConfig, [f"model={run}", f"formats={','.join(formats)}",
-                                                     "calib_samples=16", "verbose=false", *LOOSE_GATE]))
-        out[name] = (run, result.metrics, {a["format"]: a for a in exported.artifacts})
+        exported = export(load_config(ExportConfig, [
+            f"model={result.run_dir}", f"formats={','.join(formats)}", "calib_samples=16", "verbose=false",
+            *LOOSE_GATE]))
+        out[name] = TaskRun(cfg, result, {a["format"]: a for a in exported.artifacts})
     return out
 
 

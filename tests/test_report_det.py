@@ -14,7 +14,7 @@ from serving.machine import machine_info
 
 @pytest.fixture(scope="session")
 def det_report_run(task_runs):
-    return task_runs["detection"][0]
+    return task_runs["detection"].run
 
 
 def test_serving_benchmark_times_a_detector_end_to_end(det_report_run):

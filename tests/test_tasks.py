@@ -26,7 +26,7 @@ CASES = [(t, f) for t in TASKS for f in TASKS[t].formats if f not in NOT_IN_HARN
 def test_metrics_json_reports_what_the_gate_measures(task_runs, task):
     """The test figure of metrics.json (training-time evaluation) and the gate's Keras figure on
     the same test split are one number: the same decoding (models.decoder for detectors)."""
-    run, metrics, rows = task_runs[task]
+    run, rows = task_runs[task].run, task_runs[task].rows
     saved = json.loads((run / "metrics.json").read_text())
     assert saved["task"] == task
     parity = rows["tflite_fp32"]["parity"]
@@ -44,7 +44,7 @@ def test_every_file_serves_and_passed_its_gate(task_runs, task, fmt):
     import serving
     from serving.tflite_inspect import op_names
 
-    run, metrics, rows = task_runs[task]
+    run, metrics, rows = task_runs[task].run, task_runs[task].result.metrics, task_runs[task].rows
     row = rows[fmt]
     assert row["parity"]["passed"] and row["parity"]["reasons"] == []
     if task == "detection":   # each file is held to its own bar: float 1 point, lossy the (opened) int8 one
@@ -68,7 +68,7 @@ def test_every_file_serves_and_passed_its_gate(task_runs, task, fmt):
 def test_the_report_uses_the_task_columns(task_runs, task):
     from pipeline.report import ReportConfig, report
 
-    run, _, rows = task_runs[task]
+    run, rows = task_runs[task].run, task_runs[task].rows
     rep = report(ReportConfig(run=str(run), runs=3, warmup=1, verbose=False))
     assert rep["task"] == task and {r["format"] for r in rep["rows"]} == set(rows)
     md = (run / "report.md").read_text()

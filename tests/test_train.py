@@ -89,10 +89,9 @@ def test_nan_loss_stops_with_a_clear_message(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("run")
-    cfg = load_config(TrainConfig, [*TINY, "epochs=3", f"out={out}", "verbose=0"])
-    return cfg, train(cfg)
+def tiny_run(task_runs):
+    """The task harness's classification run (conftest.TRAIN: TINY, 3 epochs), also exported."""
+    return task_runs["classification"].cfg, task_runs["classification"].result
 
 
 def test_run_dir_holds_every_artifact(tiny_run):
