@@ -248,25 +248,6 @@ def test_detection_formats_are_checked_before_work(det_run):
     assert not (det_run / "never").exists()
 
 
-def test_a_failed_detection_gate_writes_nothing(det_run, monkeypatch):
-    """The real gate numbers, with a failure reason added: nothing may be published."""
-    from pipeline.export import core
-    from pipeline.export.errors import GateError
-    from pipeline.tasks.detection.task import DetectionTask
-
-    real = DetectionTask.parity
-
-    def failing(*args, **kwargs):
-        rec = real(*args, **kwargs)
-        return {**rec, "passed": False, "reasons": [f"mAP@.5 {rec['map50']:.4f} (forced failure)"]}
-
-    monkeypatch.setattr(DetectionTask, "parity", failing)
-    out = det_run / "gated"
-    with pytest.raises(GateError, match="forced failure"):
-        core.export(_export_cfg(det_run, "formats=tflite_fp32", f"out={out}"))
-    assert not out.exists() and not list(det_run.glob(".gated*"))
-
-
 def test_judge_names_each_broken_threshold():
     from pipeline.export.config import GateConfig
     from pipeline.tasks.detection.parity import judge

@@ -25,19 +25,30 @@ from models.decoder import detect_graph_batch
 from pipeline.plots import pyplot, save_figure
 
 
-def predict_detections(model: Any, images: np.ndarray, *, batch_size: int = 64
+class Decoder:
+    """models.decoder.detect_graph over a batch of raw outputs, traced once for a detector's
+    settings (the val mAP calls it every epoch)."""
+
+    def __init__(self, settings: Any) -> None:
+        import tensorflow as tf
+
+        self._tf = tf
+        self._decode = tf.function(lambda raw: detect_graph_batch(raw, settings))
+
+    def __call__(self, raw: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        out = self._decode(self._tf.constant(raw, self._tf.float32))   # (B, K, 4), (B, K), (B, K), (B,)
+        boxes, scores, classes, count = (t.numpy() for t in out)
+        return [(b[:n], s[:n], c[:n]) for b, s, c, n in zip(boxes, scores, classes, count)]
+
+
+def predict_detections(model: Any, images: np.ndarray, *, batch_size: int = 64, decoder: Decoder | None = None
                        ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Per image: boxes float32 (n, 4) normalised corners, scores (n,), classes int32 (n,): the
     Keras model's raw outputs through the one decoder (models.decoder), as the files decode."""
-    import tensorflow as tf
-
-    settings = get_contract(model).detection
-    decode = tf.function(lambda raw: detect_graph_batch(raw, settings))
+    decoder = decoder or Decoder(get_contract(model).detection)
     out = []
     for start in range(0, len(images), batch_size):
-        raw = model.predict_on_batch(images[start:start + batch_size].astype(np.float32))
-        boxes, scores, classes, count = (t.numpy() for t in decode(tf.constant(raw, tf.float32)))
-        out += [(b[:n], s[:n], c[:n]) for b, s, c, n in zip(boxes, scores, classes, count)]
+        out += decoder(model.predict_on_batch(images[start:start + batch_size].astype(np.float32)))
     return out
 
 

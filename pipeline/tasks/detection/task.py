@@ -107,8 +107,7 @@ class DetectionTask(Task):
                             "checkpoint")
 
     def epoch_callbacks(self, k: Any, data: Any, shape: tuple[int, ...]) -> list:
-        return [bind(k, train.ValMAP)(lambda m: train.evaluate_split(m, data.val, data.class_names,
-                                                                     shape[:2])[0])]
+        return [bind(k, train.ValMAP)(data.val, data.class_names, shape[:2])]
 
     def finetune_supported(self) -> None:
         raise OptionError("fine-tuning a detector is not supported yet; train it with task=detection")

@@ -20,10 +20,12 @@ from typing import Any
 
 import numpy as np
 
+from models import get_contract
 from models.boxes import multibox_target
 from pipeline.tasks.detection.augment import augment_detection_batch, check_detection_augment
 from pipeline.tasks.detection.config import DetectionConfig
 from pipeline.tasks.detection.evaluate import (
+    Decoder,
     coco_metrics,
     plot_pr_curves,
     plot_prediction_grid,
@@ -95,9 +97,9 @@ def make_loss(cfg: DetectionConfig, num_classes: int) -> Any:
 
 
 def evaluate_split(model: Any, split: Any, class_names: tuple[str, ...], image_size: tuple[int, int],
-                   limit: int | None = None) -> tuple[dict[str, Any], list]:
+                   limit: int | None = None, decoder: Decoder | None = None) -> tuple[dict[str, Any], list]:
     part = split.subset(np.arange(min(limit, len(split)))) if limit else split
-    dets = predict_detections(model, part.images)
+    dets = predict_detections(model, part.images, decoder=decoder)
     return coco_metrics(part.boxes, part.labels, dets, class_names, image_size), dets
 
 
@@ -105,13 +107,16 @@ class ValMAP:
     """Adds val_map / val_map50 to the epoch logs (before the log row and the checkpoint read
     them): pycocotools on the val split with the weights of the epoch just trained."""
 
-    def __init__(self, evaluate: Any):
+    def __init__(self, split: Any, class_names: tuple[str, ...], image_size: tuple[int, int]):
         super().__init__()
-        self.evaluate = evaluate
+        self.split, self.class_names, self.image_size = split, class_names, image_size
+        self.decoder: Decoder | None = None   # traced at the first epoch, then reused
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if logs is not None:
-            m = self.evaluate(self.model)
+            self.decoder = self.decoder or Decoder(get_contract(self.model).detection)
+            m, _ = evaluate_split(self.model, self.split, self.class_names, self.image_size,
+                                  decoder=self.decoder)
             logs["val_map"], logs["val_map50"] = m["map"], m["map50"]
 
 
@@ -119,13 +124,14 @@ def evaluate_all(model: Any, data: Any) -> tuple[dict[str, Any], dict[str, Any]]
     """metrics.json entries for every split, and what the plots need (test split, else val)."""
     out: dict[str, Any] = {}
     shown: dict[str, Any] = {}
+    decoder = Decoder(get_contract(model).detection)
     for name in ("train", "val", "test"):
         split = getattr(data, name)
         if len(split) == 0:
             out[f"{name}_map"] = out[f"{name}_map50"] = None
             continue
         m, dets = evaluate_split(model, split, data.class_names, data.image_size,
-                                 EVAL_TRAIN_IMAGES if name == "train" else None)
+                                 EVAL_TRAIN_IMAGES if name == "train" else None, decoder)
         for key in ("map", "map50", "map75", "ar100"):
             out[f"{name}_{key}"] = m[key]
         if name in ("val", "test"):
