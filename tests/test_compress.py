@@ -331,7 +331,10 @@ def _epoch_rows(path):
 
 def test_sigkill_mid_compression_then_same_command_resumes(tiny_source, tmp_path):
     out = tmp_path / "run"
-    epochs = 6
+    # after the first, an epoch of the tiny model takes ~0.03 s: enough of them that the worker
+    # cannot finish the run in the 0.5 s it may take to notice its parent is gone (6 raced: all
+    # done before the kill took effect, on a quiet fresh clone)
+    epochs = 60
     cmd = [sys.executable, "-m", "pipeline", "compress", f"from={tiny_source}", "method=prune",
            f"epochs={epochs}", "prune.end_epoch=2", "verbose=2", f"out={out}"]
     log = out / "logs" / "train.csv"
