@@ -78,8 +78,8 @@ class DetectionTask(Task):
             "model.backbone=NAME to choose)")
 
     def load_data(self, data_cfg: Any, shape: tuple[int, int, int]) -> Any:
-        """The detection dataset at the model's input size; a val split is required (val mAP picks
-        the checkpoint)."""
+        """The detection dataset at the model's input size (training also needs its val split:
+        check_training_data)."""
         if data_cfg.source in ("digits", "shapes"):
             raise DataError(f"data={data_cfg.source} has no boxes; task=detection takes data=shapes_det "
                             "or a folder in COCO, VOC, YOLO or CSV layout")
