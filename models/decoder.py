@@ -188,8 +188,9 @@ BOX_FORMAT = "rel_xyxy"   # normalized x0, y0, x1, y1
 def metadata_block(settings: DetectionSettings) -> dict[str, Any]:
     """The artifact metadata's "detection" block: the outputs and the settings baked in."""
     return {"outputs": {"boxes": "(1, K, 4) float32 normalized x0, y0, x1, y1",
-                        "scores": "(1, K) float32", "classes": "(1, K) int32, 0-based into labels",
-                        "count": "(1,) int32 valid rows; rows >= count are zero"},
+                        "scores": "(1, K) float32",
+                        "classes": "(1, K) float32 whole numbers, 0-based into labels",
+                        "count": "(1,) float32 valid rows; rows >= count are zero"},
             "box_format": BOX_FORMAT, "nms": settings.nms_block(), "nms_op": "NonMaxSuppressionV5",
             "per_class": "class offset (boxes + 2 * class), best class per anchor",
             "encoding": {"type": "center_offsets", "variances": list(settings.variances)},

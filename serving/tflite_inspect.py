@@ -42,8 +42,16 @@ def describe_io(data: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def describe_outputs(data: bytes) -> list[dict[str, Any]]:
-    """Every output tensor's metadata record (a detector has four)."""
-    return [tensor_record(d) for d in Interpreter(model_content=data).get_output_details()]
+    """Every output tensor's metadata record (a detector has four), in the file's output order,
+    each with "key": its output name in the file's signature (the export graph's name, which
+    the converter does not keep as the tensor name), None without a single signature."""
+    interp = Interpreter(model_content=data)
+    keys: dict[int, str] = {}
+    sigs = interp.get_signature_list()
+    if len(sigs) == 1:
+        runner = interp.get_signature_runner(next(iter(sigs)))
+        keys = {d["index"]: key for key, d in runner.get_output_details().items()}
+    return [{**tensor_record(d), "key": keys.get(d["index"])} for d in interp.get_output_details()]
 
 
 def tensor_types(data: bytes) -> dict[str, int]:

@@ -72,12 +72,44 @@ def test_metadata_describes_the_detector(det_files, fmt):
     assert meta["contract"]["task"] == "detection" and meta["contract"]["labels"][0] == "circle"
     assert {k: (v["dtype"], v["shape"]) for k, v in meta["outputs"].items()} == {
         "boxes": ("float32", [1, K, 4]), "scores": ("float32", [1, K]),
-        "classes": ("int32", [1, K]), "count": ("int32", [1])}
+        "classes": ("float32", [1, K]), "count": ("float32", [1])}   # float32: MediaPipe takes no int32
     block = meta["detection"]
     assert block["box_format"] == "rel_xyxy" and block["nms"]["max_detections"] == K
     assert block["nms"]["score_threshold"] == 0.2 and "anchor_spec" in block
     assert meta["quantization"]["activations"] == FORMATS[fmt].activations
     assert meta["quantization"]["weights"] == FORMATS[fmt].weights
+
+
+@pytest.mark.parametrize("fmt", TFLITE_FORMATS)
+def test_tflite_files_carry_standard_detector_metadata(det_files, fmt):
+    """MediaPipe's ObjectDetector reads TFLITE_METADATA: the four outputs named as it looks them
+    up, in the file's output order (found by the signature keys), the boxes' layout (left, top,
+    right, bottom, normalized), the labels as TENSOR_VALUE_LABELS; serving still answers with
+    int classes, and our sealed document is intact beside it."""
+    import serving
+    from serving.tflite_inspect import describe_outputs
+    from tests.tflite_metadata import read_standard
+
+    path = det_files[fmt]
+    meta, files = read_standard(path)
+    (sub,) = meta["subgraph_metadata"]
+    (inp,) = sub["input_tensor_metadata"]
+    assert inp["content"]["content_properties"]["color_space"] == "RGB"
+    assert inp["process_units"][0]["options"] == {"mean": [0.0], "std": [1.0]}
+    names = {"boxes": "location", "classes": "category", "scores": "score", "count": "number of detections"}
+    keys = [r["key"] for r in describe_outputs(path.read_bytes())]
+    outs = sub["output_tensor_metadata"]
+    assert [o["name"] for o in outs] == [names[k] for k in keys]
+    location = outs[keys.index("boxes")]["content"]
+    assert location["content_properties"] == {"index": [0, 1, 2, 3], "type": "BOUNDARIES",
+                                              "coordinate_type": "RATIO"}
+    category = outs[keys.index("classes")]
+    assert category["associated_files"][0]["type"] == "TENSOR_VALUE_LABELS"
+    assert files["labels.txt"].decode().splitlines() == ["circle", "square", "triangle"]
+    assert sub["output_tensor_groups"][0]["tensor_names"] == ["location", "category", "score"]
+    runner = serving.load(path, manifest=None)
+    ((boxes, scores, classes),) = runner.detect_batch(np.zeros((1, SIZE, SIZE, 3), np.uint8))
+    assert classes.dtype == np.int32 and len(boxes) == len(scores) == len(classes)
 
 
 def test_fp16_and_dynamic_files_hold_their_promised_weights(det_files):

@@ -7,8 +7,13 @@ detect_graph (the same function that scores the model during training), whose Te
 convert to builtin LiteRT ops and to ONNX (../shared/STACK.md, "Detection export"). Outputs
 (fixed, batch 1), in this order:
   boxes (1, K, 4) float32, normalized corners x0, y0, x1, y1 (0..1, "rel_xyxy");
-  scores (1, K) float32; classes (1, K) int32 (0-based object classes); count (1,) int32.
-Rows >= count are zero. serving.tasks.detect runs the decoder's numpy twin on a .keras file.
+  scores (1, K) float32; classes (1, K) float32 (0-based object classes, whole numbers);
+  count (1,) float32 (a whole number). Rows >= count are zero.
+classes and count are float32 because MediaPipe's ObjectDetector takes only float32 (or all
+uint8) outputs ("Expected output tensor at index 1 to have type UINT8 or FLOAT32, found
+INT32"); exact for any class id or count below 2**24. serving casts them back (int32 classes,
+int count), so what serving returns is unchanged. serving.tasks.detect runs the decoder's
+numpy twin on a .keras file.
 
 Why NON_MAX_SUPPRESSION_V5 and not TFLite_Detection_PostProcess: the custom op exists only in
 LiteRT (a dummy in TF, Keras and ONNX), so the ONNX file and the Keras reference would need a
@@ -35,7 +40,8 @@ def detection_layer(keras: Any, settings: DetectionSettings) -> Any:
     class DetectionOutputs(keras.layers.Layer):
         def call(self, raw):                                        # (1, A, 4 + C + 1)
             boxes, scores, classes, count = detect_graph(raw[0], settings, anchors)
-            return boxes[None], scores[None], classes[None], tf.reshape(count, [1])
+            return (boxes[None], scores[None], tf.cast(classes, tf.float32)[None],
+                    tf.cast(tf.reshape(count, [1]), tf.float32))
 
     return DetectionOutputs(name="detection_outputs")
 
@@ -51,15 +57,11 @@ def export_model(detector: Any) -> Any:
 
 
 def name_outputs(records: list[dict[str, Any]], where: str) -> dict[str, dict[str, Any]]:
-    """The converters' output records by role. Converters reorder and rename outputs, so the
-    role comes from shape and dtype, which the four outputs never share: boxes (1, K, 4) float,
-    scores (1, K) float, classes (1, K) int32, count (1,) int32. ValueError when they do not."""
-    def role(r: dict[str, Any]) -> str | None:
-        rank, floating = len(r["shape"]), r["dtype"].startswith("float")
-        return {(3, True): "boxes", (2, True): "scores", (2, False): "classes",
-                (1, False): "count"}.get((rank, floating))
-
-    named = {role(r): r for r in records}
+    """The converters' output records by role. Converters reorder outputs and TFLite renames
+    them, so the role is the record's "key" (a .tflite's signature output key,
+    serving.tflite_inspect.describe_outputs) or else its name (ONNX keeps the graph's output
+    names): the export graph's OUTPUT_NAMES. ValueError when they are not the four."""
+    named = {r.get("key") or r["name"]: {k: v for k, v in r.items() if k != "key"} for r in records}
     if len(records) != 4 or set(named) != set(OUTPUT_NAMES):
         raise ValueError(f"{where}: expected outputs boxes/scores/classes/count, got "
                          f"{[(r['name'], r['dtype'], r['shape']) for r in records]}")
