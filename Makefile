@@ -3,18 +3,30 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 EDGE   ?= .venv-edge
+MP     ?= .venv-mediapipe
 # every install is pinned to the complete resolved set in constraints.txt (refresh: make lock)
 PIP_C  := -m pip install -q -c constraints.txt
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: setup setup-edge run test test-full test-edge test-all lint lock
-setup: $(VENV)/.installed
+.PHONY: setup setup-edge setup-mediapipe run test test-full test-edge test-all lint lock
+setup: $(VENV)/.installed $(MP)/.installed
 setup-edge: $(EDGE)/.installed
+setup-mediapipe: $(MP)/.installed
 
-$(VENV)/.installed: requirements.txt constraints.txt
+# requirements-nodeps.txt: --no-deps, so tflite-support's protobuf<4 pin cannot replace protobuf 7
+$(VENV)/.installed: requirements.txt requirements-nodeps.txt constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) $(PIP_C) pip
 	$(PY) $(PIP_C) -r requirements.txt
+	$(PY) $(PIP_C) --no-deps -r requirements-nodeps.txt
+	touch $@
+
+# MediaPipe Tasks for the export gate (pipeline.export.mediapipe_check): its own venv, since its
+# absl-py ~=2.3 pin conflicts with tensorflow-model-optimization's ~=1.2; no TensorFlow in it
+$(MP)/.installed: requirements-mediapipe.txt constraints-mediapipe.txt
+	test -x $(MP)/bin/python || $(PYTHON) -m venv $(MP)
+	$(MP)/bin/python -m pip install -q -c constraints-mediapipe.txt pip
+	$(MP)/bin/python -m pip install -q -c constraints-mediapipe.txt -r requirements-mediapipe.txt
 	touch $@
 
 # what a device installs: the package with its `edge` extra (LiteRT + ONNX Runtime, no
@@ -50,6 +62,13 @@ lock:
 	$(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install -q --upgrade pip
 	.lock-venv/bin/python -m pip install -q -r requirements.txt
+	.lock-venv/bin/python -m pip install -q --no-deps -r requirements-nodeps.txt
 	{ sed -n '/^#/p' constraints.txt; .lock-venv/bin/python -m pip freeze --all; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install -q --upgrade pip
+	.lock-venv/bin/python -m pip install -q -r requirements-mediapipe.txt
+	{ sed -n '/^#/p' constraints-mediapipe.txt; .lock-venv/bin/python -m pip freeze --all; } > constraints-mediapipe.txt.new
+	mv constraints-mediapipe.txt.new constraints-mediapipe.txt
 	rm -rf .lock-venv

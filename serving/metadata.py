@@ -26,7 +26,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -203,9 +203,12 @@ def read_tflite_metadata(path_or_bytes: str | os.PathLike | bytes) -> dict[str, 
     return None
 
 
-def embed_tflite_metadata(tflite_bytes: bytes, meta: Mapping[str, Any]) -> bytes:
+def embed_tflite_metadata(tflite_bytes: bytes, meta: Mapping[str, Any],
+                          then: Callable[[bytes], bytes] | None = None) -> bytes:
     """Return the flatbuffer with `meta` stored under METADATA_KEY (an old entry's buffer is
-    reused), sealed with its content digest.
+    reused), sealed with its content digest. `then`: what else goes into the file before the
+    seal (the export's standard TFLite metadata, pipeline.export.standard_metadata), given the
+    file with our entry unsealed; it must keep that entry.
 
     Every other table (graph, weights, signatures, other metadata) is repacked unchanged."""
     import flatbuffers
@@ -233,7 +236,8 @@ def embed_tflite_metadata(tflite_bytes: bytes, meta: Mapping[str, Any]) -> bytes
         model.metadata = list(model.metadata or []) + [entry]
     builder = flatbuffers.Builder(len(tflite_bytes) + len(payload) + 1024)
     builder.Finish(model.Pack(builder), file_identifier=TFLITE_IDENTIFIER)
-    return seal(bytes(builder.Output()))
+    out = bytes(builder.Output())
+    return seal(then(out) if then is not None else out)
 
 
 # --- ONNX --------------------------------------------------------------------------------

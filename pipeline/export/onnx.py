@@ -121,7 +121,8 @@ def describe_io(data: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
     return _value_record(graph.input[0]), _value_record(graph.output[0])
 
 
-def embed(data: bytes, meta: dict[str, Any]) -> bytes:
+def embed(data: bytes, meta: dict[str, Any], standard: None = None) -> bytes:
+    """Our JSON entry in metadata_props, sealed (ONNX has no standard metadata runtimes read)."""
     import onnx
 
     return embed_onnx_metadata(onnx.load_from_string(data), meta)   # serialized and sealed

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +140,8 @@ def check_weights(data: bytes, spec: FormatSpec) -> dict[str, int]:
     return counts
 
 
-def embed(data: bytes, meta: dict[str, Any]) -> bytes:
-    return embed_tflite_metadata(data, meta)
+def embed(data: bytes, meta: dict[str, Any], standard: Callable[[bytes], bytes] | None = None) -> bytes:
+    """Our JSON entry, then `standard` (the standard TFLite metadata and its label file:
+    pipeline.export.standard_metadata), then the seal over all of it."""
+    return embed_tflite_metadata(data, meta, then=standard)
 

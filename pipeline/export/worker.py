@@ -19,6 +19,7 @@ import os
 import sys
 import time
 import traceback
+from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -26,7 +27,7 @@ import numpy as np
 
 from models import get_contract, load_model
 from models.atomic import write_bytes
-from pipeline.export import onnx, tflite
+from pipeline.export import onnx, standard_metadata, tflite
 from pipeline.export.errors import ExportError, first_line
 from pipeline.export.formats import FORMATS, quantization_record
 from pipeline.export.job import reference_paths
@@ -76,10 +77,14 @@ def convert_one(model: Any, task: Task, item: dict[str, Any], job: dict[str, Any
         raise ExportError(str(e)) from None
     meta = build_metadata(
         format=spec.name, contract=contract,
-        input=tensor_spec(**inp), output=tensor_spec(**out),
+        input=tensor_spec(**inp), output=tensor_spec(**{k: v for k, v in out.items() if k != "key"}),
         quantization=quantization, source=job["source"])
     meta.update(blocks)   # e.g. a detector's four outputs by name and what the file bakes in
-    return write_bytes(Path(job["staging"]) / item["file"], family.embed(data, meta))
+    standard = None
+    if spec.family == "tflite":   # what MediaPipe Tasks and the Task Library read, before the seal
+        standard = partial(standard_metadata.write, contract=contract, fmt=spec.name,
+                           source=job["source"], task=task)
+    return write_bytes(Path(job["staging"]) / item["file"], family.embed(data, meta, standard))
 
 
 def run_job(job: dict[str, Any], events: TextIO) -> int:

@@ -6,7 +6,8 @@ The shared machinery calls these methods and never asks which task it runs:
   pipeline.train        load_data, check_model, recipe, build_model, tf_dataset, loss_and_metrics,
                         epoch_callbacks, evaluate, write_plots, run_metrics, artifacts, headline
   pipeline.export       formats, check_request, gate_images, reference (worker), export_graph and
-                        check_file (converters), output_metadata (worker), parity, summary_columns
+                        check_file (converters), output_metadata and standard_outputs (worker),
+                        parity, summary_columns
   pipeline.report       report_row, report_columns, report_text, plot_metric, close_to_source
 A task is looked up by name from the model's data contract (`contract.task`) or the training
 config (`task=`): pipeline.tasks.get_task. Its serving side is serving.tasks.
@@ -136,6 +137,13 @@ class Task(ABC):
     def check_file(self, family: str, file: Any, spec: Any, options: dict[str, Any]) -> list[str]:
         """Problems of a converted file (family "tflite": bytes, "onnx": the ModelProto) that its
         name or the task promises otherwise; [] when none."""
+
+    @abstractmethod
+    def standard_outputs(self, contract: Any) -> list[dict[str, Any]]:
+        """What a .tflite's outputs are in the standard TFLite metadata MediaPipe Tasks read
+        (pipeline.export.standard_metadata writes it): per output {"key": its signature output
+        key (None: the only output), "name", "description", "kind": probabilities | boxes
+        (with "box_index") | categories | scores | count}."""
 
     def output_metadata(self, records: list[dict[str, Any]], where: str, contract: Any
                         ) -> tuple[dict[str, Any], dict[str, Any]]:

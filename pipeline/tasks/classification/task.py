@@ -180,6 +180,11 @@ class ClassificationTask(Task):
                 return [f"{floats} float32 tensors left in a full-integer model ({counts})"]
         return []
 
+    def standard_outputs(self, contract: Any) -> list[dict[str, Any]]:
+        """One output: the probabilities, labels along its class axis (MediaPipe's ImageClassifier)."""
+        return [{"key": None, "name": "probability", "kind": "probabilities",
+                 "description": f"probabilities of the {len(contract.labels)} classes"}]
+
     def parity(self, path: Any, spec: Any, images: Any, reference: Any, gate: Any) -> dict[str, Any]:
         return check_artifact(path, spec, images.test, images.test_labels, reference, gate)
 

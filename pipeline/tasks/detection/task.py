@@ -169,6 +169,18 @@ class DetectionTask(Task):
         return outputs["boxes"], {"outputs": {k: tensor_spec(**v) for k, v in outputs.items()},
                                   "detection": metadata_block(contract.detection)}
 
+    def standard_outputs(self, contract: Any) -> list[dict[str, Any]]:
+        """The four NMS outputs (found by the file's signature keys, models.decoder.OUTPUT_NAMES)
+        under the names MediaPipe's ObjectDetector looks them up by; the boxes' index order is
+        left, top, right, bottom as they sit in our rel_xyxy layout (the schema's default)."""
+        return [{"key": "boxes", "name": "location", "kind": "boxes", "box_index": [0, 1, 2, 3],
+                 "description": "boxes: left, top, right, bottom, normalized 0..1"},
+                {"key": "classes", "name": "category", "kind": "categories",
+                 "description": "class index of each box (0-based, into the labels)"},
+                {"key": "scores", "name": "score", "kind": "scores", "description": "score of each box"},
+                {"key": "count", "name": "number of detections", "kind": "count",
+                 "description": "number of valid rows"}]
+
     def parity(self, path: Any, spec: Any, images: Any, reference: Any, gate: Any) -> dict[str, Any]:
         return parity.check_detector(path, spec, images.test_split, reference, gate)
 
