@@ -182,7 +182,8 @@ def _gate(r: dict[str, Any]) -> str:
 # (Task.report_columns), then _LAST
 _FIRST = (("variant", False, lambda r: r.get("variant", "source")), ("file", False, lambda r: r["file"]),
           ("format", False, lambda r: r["format"]), ("size KB", True, lambda r: f"{r['size_kb']:.1f}"))
-_LAST = (("gate", False, _gate), ("ISA", False, lambda r: r.get("isa", "-")))
+_LAST = (("gate", False, _gate), ("MediaPipe", False, lambda r: r.get("mediapipe") or "-"),
+         ("ISA", False, lambda r: r.get("isa", "-")))
 def markdown(report: dict[str, Any]) -> str:
     b = report["benchmark"]
     task = get_task(report.get("task", "classification"))
@@ -224,7 +225,9 @@ def report(cfg: ReportConfig) -> dict[str, Any]:
             bench = benchmark(edir / art["file"], threads=cfg.threads, runs=cfg.runs,
                               warmup=cfg.warmup, progress=cfg.verbose)     # checks the sha256 too
             task = get_task(bench["task"])   # the file's own contract says what it is
-            row = {"variant": label, "run": vdir.name, **task.report_row(art, bench), "isa": isa}
+            row = {"variant": label, "run": vdir.name, **task.report_row(art, bench), "isa": isa,
+                   # the gate's MediaPipe Tasks verdict (.tflite only): pass | fail: why | n/a: why
+                   "mediapipe": (art.get("parity") or {}).get("mediapipe")}
             if edir != export_dir:   # files of another run dir: keep them apart in the table
                 row["file"] = f"{vdir.name}/export/{art['file']}"
             rows.append(row)

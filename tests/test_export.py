@@ -262,3 +262,38 @@ def test_logits_model_is_compared_as_probabilities(tmp_path):
     parity = result.artifacts[0]["parity"]
     assert parity["passed"] and parity["max_abs_diff"] < 1e-5 and parity["top1_agreement"] == 1.0
     assert parity["tta"] == "flip" and 0.0 <= parity["accuracy_tta"] <= 1.0   # reported, not gated
+
+
+@pytest.mark.parametrize("fmt", ["tflite_fp32", "tflite_int8"])
+def test_tflite_files_carry_standard_metadata(exported, digits_run, fmt):
+    """MediaPipe's ImageClassifier reads TFLITE_METADATA: the image input (grayscale here; mean 0
+    / std 1 for a float input, none for uint8 pixels), the probabilities with their labels
+    file; our own document and its seal are intact beside it."""
+    from models import read_contract
+    from tests.tflite_metadata import read_standard
+
+    path = exported.out_dir / EXPECTED_FILES[fmt]
+    meta, files = read_standard(path)
+    (sub,) = meta["subgraph_metadata"]
+    (inp,), (out,) = sub["input_tensor_metadata"], sub["output_tensor_metadata"]
+    assert inp["content"]["content_properties"]["color_space"] == "GRAYSCALE"
+    units = inp.get("process_units") or []
+    if fmt == "tflite_fp32":
+        assert units[0]["options"] == {"mean": [0.0], "std": [1.0]}
+    else:   # uint8 pixels go in as they are
+        assert units == []
+    labels = read_contract(digits_run / "model.keras").labels
+    assert out["name"] == "probability"
+    assert [(f["name"], f["type"]) for f in out["associated_files"]] == [("labels.txt", "TENSOR_AXIS_LABELS")]
+    assert files["labels.txt"].decode().splitlines() == list(labels)
+    assert meta["version"] == serving.manifest.sha256_file(digits_run / "model.keras")[:12]
+    assert read_tflite_metadata(path.read_bytes())["format"] == fmt   # sealed after the writer
+
+
+def test_grayscale_files_are_not_for_mediapipe(exported):
+    """MediaPipe's image tasks take 3 channels: the gate says so instead of failing the file."""
+    from pipeline.mediapipe_check import NEEDS_RGB
+
+    cells = {a["format"]: a["parity"].get("mediapipe") for a in exported.artifacts}
+    assert NEEDS_RGB.startswith("n/a: MediaPipe needs 3 channels")
+    assert cells == {f: (NEEDS_RGB if f.startswith("tflite") else None) for f in cells}

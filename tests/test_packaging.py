@@ -100,3 +100,29 @@ def test_wheel_holds_every_package_and_the_console_scripts(wheel):
     scripts = wheel.read(ep).decode()
     for line in ("cnn-pipeline = pipeline.__main__:main", "cnn-serve = serving.__main__:main"):
         assert line in scripts
+
+
+def _pinned(path: Path) -> dict[str, str]:
+    out = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            req = Requirement(line)
+            assert str(req.specifier).startswith("=="), f"{path.name}: {line} is not pinned"
+            out[canonicalize_name(req.name)] = str(req.specifier)[2:]
+    return out
+
+
+def test_no_deps_and_mediapipe_requirements_are_pinned_apart():
+    """tflite-support (metadata writers) goes into the full venv with --no-deps, pinned in the
+    lock; MediaPipe gets a venv of its own, pinned by constraints-mediapipe.txt, with no
+    TensorFlow in it (its absl-py pin conflicts with tensorflow-model-optimization's)."""
+    pins = _pins()
+    for name, version in _pinned(REPO / "requirements-nodeps.txt").items():
+        assert pins.get(name) == version, name
+    assert "--no-deps -r requirements-nodeps.txt" in (REPO / "Makefile").read_text()
+    mp = _pinned(REPO / "constraints-mediapipe.txt")
+    for name, version in _pinned(REPO / "requirements-mediapipe.txt").items():
+        assert mp.get(name) == version, name
+    assert mp["absl-py"] != pins["absl-py"]     # why it is a venv of its own
+    assert not {"tensorflow", "tf-keras", "keras", "protobuf"} & set(mp)

@@ -17,7 +17,7 @@ import pytest
 
 from pipeline.export.formats import FORMATS
 from pipeline.tasks import TASKS, get_task
-from tests.conftest import NOT_IN_HARNESS
+from tests.conftest import INTEGER_IO, NOT_IN_HARNESS
 
 CASES = [(t, f) for t in TASKS for f in TASKS[t].formats if f not in NOT_IN_HARNESS]
 
@@ -62,6 +62,14 @@ def test_every_file_serves_and_passed_its_gate(task_runs, task, fmt):
         np.testing.assert_allclose(answer.sum(1), 1.0, atol=0.02)
     if path.suffix == ".tflite":   # builtin ops only: a Flex or custom op would not load on a device
         assert not [o for o in op_names(path.read_bytes()) if o.startswith("CUSTOM") or "FLEX" in o]
+        # ... and MediaPipe Tasks accepted the file and answered as serving does (the gate's check)
+        assert row["parity"]["mediapipe"] == "pass", row["parity"]["mediapipe"]
+        assert row["parity"]["mediapipe_samples"] == min(row["parity"]["samples"], 200)
+        if INTEGER_IO[task]:   # uint8 camera pixels straight in: scale 1, zero point 0
+            inp = runner.metadata["input"] if fmt == "tflite_int8" else {"scale": 1.0, "zero_point": 0}
+            assert (inp["scale"], inp["zero_point"]) == (1.0, 0), inp
+    else:
+        assert "mediapipe" not in row["parity"]
 
 
 @pytest.mark.parametrize("task", list(TASKS))
@@ -75,3 +83,66 @@ def test_the_report_uses_the_task_columns(task_runs, task):
     for header, _, _ in get_task(task).report_columns:
         assert f" {header} |" in md
     assert (run / "pareto.png").stat().st_size > 3000
+
+
+# the README's MediaPipe Tasks examples ("Use the files on a device"), by the class they create
+README_EXAMPLE = {"classification": "vision.ImageClassifier", "detection": "vision.ObjectDetector"}
+
+
+def _readme_example(task: str) -> str:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in readme.split("```python\n")[1:]]
+    (code,) = [b for b in blocks if f"{README_EXAMPLE[task]}.create_from_options" in b]
+    return code
+
+
+@pytest.mark.parametrize("task", list(TASKS))
+def test_the_readme_mediapipe_example_answers_like_serving(task_runs, task, tmp_path):
+    """A freshly exported .tflite in MediaPipe Tasks, through the README's own example (run in
+    the MediaPipe venv, the file and image paths swapped in): the same top-1 label and score /
+    the same boxes, classes and scores as serving gives for the same image file."""
+    import subprocess
+    from pathlib import Path
+
+    from PIL import Image
+
+    import serving
+    from pipeline import mediapipe_check
+
+    exe = mediapipe_check.python()
+    assert exe is not None, "no .venv-mediapipe: make setup makes it"
+    run, rows = task_runs[task].run, task_runs[task].rows
+    model = run / "export" / rows["tflite_fp32"]["file"]
+    runner = serving.load(model)
+    h, w = runner.contract.size   # an image at the model's size: no resize on either side
+    image = tmp_path / "image.png"
+    samples = Path(__file__).resolve().parents[1] / "samples"
+    scene = Image.open(samples / ("scene_a.png" if task == "detection" else "circle.png"))
+    scene.convert("RGB").resize((w, h), Image.NEAREST).save(image)
+    code = _readme_example(task)
+    for old in ("runs/quickstart/export/model_int8.tflite", "runs/quickstart-det/export/model_fp32.tflite",
+                "samples/circle.png", "samples/scene_a.png"):
+        code = code.replace(f'"{old}"', f'"{image if old.startswith("samples") else model}"')
+    code = code.replace("score_threshold=0.3", "score_threshold=0.0")   # every box the file keeps
+    proc = subprocess.run([str(exe), "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [line.split() for line in proc.stdout.strip().splitlines()]
+    if task == "classification":
+        (label, score), *_ = lines
+        (result,) = runner.classify([image])
+        assert label == result.label and float(score) == pytest.approx(result.score, abs=2e-3)
+        return
+    (found,) = runner.detect([image])
+    ours = [(lab, float(sc), np.round(b).astype(int))
+            for lab, sc, b in zip(found.labels, found.scores, found.boxes)]
+    theirs = [(lab, float(sc), np.array([int(x), int(y), int(x) + int(bw), int(y) + int(bh)]))
+              for lab, sc, x, y, bw, bh in lines]
+    assert len(ours) == len(theirs) > 0
+    for lab, sc, box in ours:   # MediaPipe truncates origin and size to whole pixels, so a far
+        # corner may land 2 pixels from our rounded one (seen: x1 64 vs 63, y1 28 vs 26)
+        same = [i for i, (tl, ts, tb) in enumerate(theirs)
+                if tl == lab and abs(ts - sc) <= 2e-3 and np.abs(tb - box).max() <= 2]
+        assert same, (lab, sc, box, theirs)
+        theirs.pop(same[0])

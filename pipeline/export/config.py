@@ -11,7 +11,7 @@ any file is touched or TensorFlow is imported.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from models.options import OptionError, suggest
 from pipeline.export.formats import FORMATS, check_request, formats_for
@@ -36,12 +36,21 @@ class GateConfig:
     max_abs_diff: float | None = None   # optional bound on |p_artifact - p_keras|, every format
     det_max_drop: float = 0.01          # detectors: largest mAP@.5 and mAP@[.5:.95] drop, fp32/onnx
     det_max_drop_int8: float = 0.03     # ... and for the lossy files (tflite_int8, tflite_dynamic)
+    mediapipe: float = 0.99             # .tflite: the least share of serving's top-1 answers
+                                        # (classifiers) or boxes (detectors, both ways) that
+                                        # MediaPipe Tasks must give on the same images
+    mediapipe_int8: float = 0.95        # ... for the lossy files: MediaPipe's own LiteRT rounds
+                                        # int8 differently (serving's kernels=builtin moves as much)
     samples: int = 0                    # held-out images compared; 0 = the whole test split
     tta: str = "none"                   # also measure each file's accuracy with test-time
                                         # augmentation (flip | flip_crop): accuracy_tta
 
     def min_agreement(self, fmt: str) -> float:
         return float(getattr(self, fmt))
+
+    def min_mediapipe(self, spec: Any) -> float:
+        """The least share of serving's answers MediaPipe must give for a file of this format."""
+        return self.mediapipe_int8 if spec.lossy else self.mediapipe
 
     def validate(self) -> None:
         for f in fields(self):
@@ -57,6 +66,9 @@ class GateConfig:
                                   f"got {getattr(self, name)}")
         if self.max_abs_diff is not None and self.max_abs_diff < 0:
             raise OptionError(f"gate.max_abs_diff: must be >= 0, got {self.max_abs_diff}")
+        for name in ("mediapipe", "mediapipe_int8"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise OptionError(f"gate.{name}: a share in 0..1, got {getattr(self, name)}")
         if self.samples < 0:
             raise OptionError(f"gate.samples: must be >= 0, got {self.samples}")
 

@@ -5,7 +5,10 @@ i.e. with the runtime's own preprocessing and (de)quantization, exactly as a dev
 it, and is compared with the Keras model's probabilities on the same uint8 pixels:
   max/mean |p_artifact - p_keras|, top-1 agreement, accuracy of both, accuracy drop.
 A format passes when top-1 agreement >= gate.<format> and, for lossy (quantized) formats,
-the accuracy drop <= gate.max_accuracy_drop (and |dp| <= gate.max_abs_diff when set).
+the accuracy drop <= gate.max_accuracy_drop (and |dp| <= gate.max_abs_diff when set), and a
+.tflite when MediaPipe's ImageClassifier accepts it and gives serving's top-1 on at least
+gate.mediapipe of the images (gate.mediapipe_int8 for the lossy files; the manifest's
+"mediapipe": pass | fail: why | n/a: why).
 With gate.tta=flip|flip_crop each file's accuracy under test-time augmentation is measured too
 (accuracy_tta, reported beside the gate's numbers; the gate itself compares plain predictions).
 """
@@ -16,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline import mediapipe_check
 from serving.runtime import load
 
 
@@ -58,6 +62,10 @@ def check_artifact(path: Path, spec: Any, images: np.ndarray, labels: np.ndarray
     probs = runner.predict(images)
     numbers = compare(reference, probs, labels)
     reasons = judge(spec, numbers, gate)
+    if Path(path).suffix == ".tflite":   # what MediaPipe's ImageClassifier makes of the same file
+        found, why = mediapipe_parity(Path(path), images, probs, gate.min_mediapipe(spec))
+        numbers.update(found)
+        reasons += why
     if gate.tta != "none":   # reported, not gated: what averaging over views buys on this file
         numbers["tta"] = gate.tta
         numbers["accuracy_tta"] = float(np.mean(runner.predict(images, tta=gate.tta).argmax(1) == labels))
@@ -66,3 +74,17 @@ def check_artifact(path: Path, spec: Any, images: np.ndarray, labels: np.ndarray
             "max_accuracy_drop": gate.max_accuracy_drop if spec.lossy else None,
             "max_abs_diff_allowed": gate.max_abs_diff,
             "passed": not reasons, "reasons": reasons}
+
+
+def mediapipe_parity(path: Path, images: np.ndarray, probs: np.ndarray, need: float
+                     ) -> tuple[dict[str, Any], list[str]]:
+    """MediaPipe's ImageClassifier on the gate's images beside serving's probabilities (N, K):
+    ({"mediapipe": cell, "mediapipe_agreement": share of equal top-1, ...}, gate reasons)."""
+    result = mediapipe_check.run(path, "classification", images)
+    share = None
+    if "top1" in result:
+        top1 = np.asarray(result["top1"], np.int64)
+        share = float(np.mean(top1 == probs[:len(top1)].argmax(1)))
+    cell, reasons = mediapipe_check.verdict(result, share, need, "top-1 answers")
+    return {"mediapipe": cell, "mediapipe_agreement": share,
+            "mediapipe_samples": len(result.get("top1", []))}, reasons

@@ -10,14 +10,20 @@ test mAP of metrics.json:
   reproduces (same class, IoU >= 0.9).
 A file passes when both drops are <= gate.det_max_drop, or gate.det_max_drop_int8 for the lossy
 files (the table's `lossy`: tflite_int8 and tflite_dynamic, whose int8 weights move scores the
-way full int8 does; fp16 weights are held to the float bar).
+way full int8 does; fp16 weights are held to the float bar), and a .tflite when MediaPipe's
+ObjectDetector accepts it and finds serving's boxes (same class, IoU >= 0.9) on at least
+gate.mediapipe of them, both ways (gate.mediapipe_int8 for the lossy files; the manifest's
+"mediapipe": pass | fail: why | n/a: why).
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from models.boxes import iou_numpy
+from pipeline import mediapipe_check
 from pipeline.tasks.detection.evaluate import coco_metrics
 from serving.runtime import load
 
@@ -68,5 +74,31 @@ def check_detector(path: Path, spec: Any, split: Any, ref: list[tuple], gate: An
     got = runner.detect_batch(split.images)
     numbers = compare(split, ref, got, runner.labels, runner.contract.size)
     reasons = judge(spec, numbers, gate)
+    if Path(path).suffix == ".tflite":   # what MediaPipe's ObjectDetector makes of the same file
+        found, why = mediapipe_parity(Path(path), split.images, got, runner.labels,
+                                      gate.min_mediapipe(spec))
+        numbers.update(found)
+        reasons += why
     return {**numbers, "max_map_drop": getattr(gate, gate_knob(spec)), "reproduce_iou": REPRODUCE_IOU,
             "passed": not reasons, "reasons": reasons}
+
+
+def mediapipe_parity(path: Path, images: np.ndarray, got: list[tuple], labels: Any, need: float
+                     ) -> tuple[dict[str, Any], list[str]]:
+    """MediaPipe's ObjectDetector on the gate's images beside serving's detections (per image:
+    boxes (n, 4) normalized, scores, classes): ({"mediapipe": cell, "mediapipe_reproduced": the
+    smaller of the shares of serving's boxes MediaPipe finds and of MediaPipe's serving finds,
+    same class at IoU >= 0.9, ...}, gate reasons)."""
+    result = mediapipe_check.run(path, "detection", images)
+    share = None
+    if "detections" in result:
+        index = {str(name): i for i, name in enumerate(labels)}
+        theirs = [(np.asarray([d[:4] for d in dets], np.float32).reshape(-1, 4),
+                   np.asarray([d[4] for d in dets], np.float32),
+                   np.asarray([index.get(str(d[5]), -1) for d in dets], np.int32))
+                  for dets in result["detections"]]
+        ours = got[:len(theirs)]
+        share = min(reproduced(ours, theirs), reproduced(theirs, ours))
+    cell, reasons = mediapipe_check.verdict(result, share, need, "boxes")
+    return {"mediapipe": cell, "mediapipe_reproduced": share,
+            "mediapipe_samples": len(result.get("detections", []))}, reasons
