@@ -11,7 +11,8 @@ test mAP of metrics.json:
 A file passes when both drops are <= gate.det_max_drop, or gate.det_max_drop_int8 for the lossy
 files (the table's `lossy`: tflite_int8 and tflite_dynamic, whose int8 weights move scores the
 way full int8 does; fp16 weights are held to the float bar), and a .tflite when MediaPipe's
-ObjectDetector accepts it and finds serving's boxes (same class, IoU >= 0.9) on at least
+ObjectDetector accepts it and finds serving's boxes (same class, IoU >= 0.9; those scoring at least
+0.05 above the file's score threshold) on at least
 gate.mediapipe of them, both ways (gate.mediapipe_int8 for the lossy files; the manifest's
 "mediapipe": pass | fail: why | n/a: why).
 """
@@ -28,6 +29,7 @@ from pipeline.tasks.detection.evaluate import coco_metrics
 from serving.runtime import load
 
 REPRODUCE_IOU = 0.9
+MEDIAPIPE_MARGIN = 0.05   # boxes this near the score threshold are not required of MediaPipe
 
 
 def reproduced(ref: list[tuple], got: list[tuple], iou: float = REPRODUCE_IOU) -> float:
@@ -76,19 +78,22 @@ def check_detector(path: Path, spec: Any, split: Any, ref: list[tuple], gate: An
     reasons = judge(spec, numbers, gate)
     if Path(path).suffix == ".tflite":   # what MediaPipe's ObjectDetector makes of the same file
         found, why = mediapipe_parity(Path(path), split.images, got, runner.labels,
-                                      gate.min_mediapipe(spec))
+                                      gate.min_mediapipe(spec), runner.contract.detection.score_threshold)
         numbers.update(found)
         reasons += why
     return {**numbers, "max_map_drop": getattr(gate, gate_knob(spec)), "reproduce_iou": REPRODUCE_IOU,
             "passed": not reasons, "reasons": reasons}
 
 
-def mediapipe_parity(path: Path, images: np.ndarray, got: list[tuple], labels: Any, need: float
-                     ) -> tuple[dict[str, Any], list[str]]:
+def mediapipe_parity(path: Path, images: np.ndarray, got: list[tuple], labels: Any, need: float,
+                     threshold: float) -> tuple[dict[str, Any], list[str]]:
     """MediaPipe's ObjectDetector on the gate's images beside serving's detections (per image:
     boxes (n, 4) normalized, scores, classes): ({"mediapipe": cell, "mediapipe_reproduced": the
     smaller of the shares of serving's boxes MediaPipe finds and of MediaPipe's serving finds,
-    same class at IoU >= 0.9, ...}, gate reasons)."""
+    same class at IoU >= 0.9, ...}, gate reasons). The boxes to be found are those scoring at
+    least MEDIAPIPE_MARGIN above the file's score threshold: nearer to it, a box comes and goes
+    with another runtime's rounding (an int8 SSD barely trained: 0.943 of all boxes shared with
+    MediaPipe, 0.941 with serving's own kernels=builtin, 1.000 for both above 0.3)."""
     result = mediapipe_check.run(path, "detection", images)
     share = None
     if "detections" in result:
@@ -98,7 +103,12 @@ def mediapipe_parity(path: Path, images: np.ndarray, got: list[tuple], labels: A
                    np.asarray([index.get(str(d[5]), -1) for d in dets], np.int32))
                   for dets in result["detections"]]
         ours = got[:len(theirs)]
-        share = min(reproduced(ours, theirs), reproduced(theirs, ours))
+
+        def sure(dets: list[tuple]) -> list[tuple]:
+            keep = [s >= threshold + MEDIAPIPE_MARGIN for _, s, _ in dets]
+            return [(b[k], s[k], c[k]) for (b, s, c), k in zip(dets, keep)]
+
+        share = min(reproduced(sure(ours), theirs), reproduced(sure(theirs), ours))
     cell, reasons = mediapipe_check.verdict(result, share, need, "boxes")
     return {"mediapipe": cell, "mediapipe_reproduced": share,
             "mediapipe_samples": len(result.get("detections", []))}, reasons
