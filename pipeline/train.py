@@ -219,6 +219,7 @@ def train(cfg: TrainConfig, *, init: Initializer | None = None) -> TrainResult:
         "wall_seconds": time.perf_counter() - t_start,
         "model": name, "params": int(keeper.count_params()), "input_shape": list(shape),
         "num_train": len(data.train), "num_val": len(data.val), "num_test": len(data.test),
+        "test_is_val": data.test_is_val,   # a train + val folder: val is the held-out test split
         "strategy": placement.kind, "replicas": placement.replicas, "workers": placement.num_workers,
         "engine": f"{k.__name__} {k.__version__}", "precision": policy, "xla": cfg.xla,
         "task": cfg.task,
