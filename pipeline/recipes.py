@@ -102,7 +102,7 @@ def pick(facts: DataFacts) -> Rule:
     return next(r for r in RULES if r.when(facts))
 
 
-def _given(cfg: Any) -> frozenset[str]:
+def given_keys(cfg: Any) -> frozenset[str]:
     """Keys the user set: recorded by load_config (TrainConfig.given); for a config built in
     Python, the top-level fields that differ from TrainConfig's defaults."""
     if cfg.given:
@@ -116,25 +116,28 @@ def _touched(given: frozenset[str], key: str) -> bool:
     return any(g == key or g.startswith(key + ".") for g in given)
 
 
+def fill_values(cfg: Any, values: dict[str, Any], given: frozenset[str]) -> Any:
+    """cfg with a rule's TrainConfig values, except where the user set the key (or a key of its
+    section); `early_stopping` is the patience."""
+    changes = {key: (dataclasses.replace(cfg.early_stopping, patience=value) if key == "early_stopping"
+                     else value)
+               for key, value in values.items() if not _touched(given, key)}
+    return dataclasses.replace(cfg, **changes)
+
+
 def apply(cfg: Any, facts: DataFacts | None = None) -> tuple[Any, str | None]:
     """(cfg with the recipe's values where the user set none, the one line to print); cfg as it
     is and None when the model is not `auto`."""
     if cfg.model.name != "auto":
         return cfg, None
     facts = facts or data_facts(cfg.data)
-    rule, given = pick(facts), _given(cfg)
+    rule, given = pick(facts), given_keys(cfg)
     channels = facts.channels
     shape = cfg.model.input_shape or ((rule.input_side, rule.input_side, channels)
                                       if rule.input_side else None)
     model = dataclasses.replace(cfg.model, name=rule.model, input_shape=shape,
                                 options={**rule.options, **cfg.model.options})
-    changes: dict[str, Any] = {"model": model}
-    for key, value in rule.values.items():
-        if _touched(given, key):
-            continue
-        changes[key] = (dataclasses.replace(cfg.early_stopping, patience=value) if key == "early_stopping"
-                        else value)
-    out = dataclasses.replace(cfg, **changes)
+    out = fill_values(dataclasses.replace(cfg, model=model), rule.values, given)
     opts = " ".join(f"{k}={v}" for k, v in model.options.items())
     size = "x".join(map(str, shape)) if shape else "natural size"
     line = (f"recipe: {rule.name} ({facts.describe()}): {model.name} {opts} at {size}, "
@@ -152,4 +155,4 @@ def table() -> list[dict[str, Any]]:
             for r in RULES]
 
 
-__all__ = ["RULES", "DataFacts", "Rule", "apply", "data_facts", "pick", "table"]
+__all__ = ["RULES", "DataFacts", "Rule", "apply", "data_facts", "fill_values", "given_keys", "pick", "table"]
