@@ -122,7 +122,7 @@ def apply(cfg: Any, facts: DetFacts | None = None) -> tuple[Any, str | None]:
     """(cfg with the rule's values where the user set none, the line to print). With model=NAME
     only the input size is filled in (the data's, when model.input_shape is not set)."""
     if cfg.model.name != "auto":
-        if cfg.model.input_shape or "model.input_shape" in given_keys(cfg):
+        if cfg.model.input_shape or cfg.data.source == "shapes_det":   # the user's, or the native size
             return cfg, None
         side = input_side(facts or data_facts(cfg.data))   # never shrink the data silently
         return (dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, input_shape=(*side, 3))),
