@@ -57,6 +57,14 @@ _PHOTOS = dict(augment=AugmentConfig("standard"), optimizer="adamw", lr=0.003, w
                label_smoothing=0.1, batch_size=32)
 
 RULES: tuple[Rule, ...] = (
+    # a few hundred small grey images (a user's folder of 25 px photos): the shapes classifier's
+    # vgg11 at 32 px, light augmentation with flips, many small steps. On 200 generated grey 25 px
+    # images of 2 shapes: test 0.92 where HOG + SVM scored 0.86, raw-pixel logistic regression 0.51
+    # and the digits rule below 0.49 (README, "Default recipe")
+    Rule("small grey folder", lambda f: f.kind == "folder" and f.channels == 1 and f.side <= 32
+         and f.images < 1000, "vgg11", {"width": 0.25, "batch_norm": True}, 32,
+         dict(augment=AugmentConfig("light"), optimizer="adamw", lr=0.003, weight_decay=0.0005,
+              label_smoothing=0.1, epochs=80, batch_size=16)),
     # digits-sized grey images: lenet_bn, 0.989 test accuracy on digits in ~20 s
     Rule("small grey images", lambda f: f.channels == 1 and f.side <= 32, "lenet_bn", {}, None,
          _DIGITS_LIKE),
