@@ -1,9 +1,14 @@
-"""The default recipe (model=auto, pipeline.recipes) on three data sets, next to two
-scikit-learn floors a CNN must beat: a random forest and a logistic regression on colour
-histograms (8 bins per channel, 512 features).
+"""The default recipe (model=auto, pipeline.recipes) on four data sets, next to scikit-learn
+floors a CNN must beat: a random forest and a logistic regression on colour histograms (8 bins
+per channel, 512 features), a logistic regression on the raw pixels and HOG + a linear SVM
+(scikit-image's HOG, 8x8-pixel cells at the data's native size), all on the same splits.
 
-    python bench/recipes.py [--datasets real_photos,digits,shapes] [--photos data/real_photos]
+    python bench/recipes.py [--datasets real_photos,digits,shapes,tiny_grey] [--photos data/real_photos]
         [--out bench/results/recipes.json]
+
+tiny_grey is a folder written here (make_tiny_grey): 200 grey 25 px images of two shape classes
+with strong noise, the size of a user's folder where the default once scored 0.88 and HOG + SVM
+1.00.
 
 real_photos is bench/real_photos.py's check (written first when missing). Each training is
 `python -m pipeline train data=... out=...` with nothing else set, timed as a whole process
@@ -48,21 +53,66 @@ def histograms(images: np.ndarray, bins: int = 8) -> np.ndarray:
     return out / flat.shape[1]
 
 
+def hog_features(images: np.ndarray) -> np.ndarray:
+    """(N, H, W, C) uint8 -> HOG descriptors (9 orientations, 8x8 cells, 2x2 blocks) of the grey image."""
+    from skimage.feature import hog
+
+    grey = images.astype(np.float32).mean(-1)
+    cell = 8 if min(images.shape[1:3]) >= 24 else 4
+    return np.stack([hog(g, orientations=9, pixels_per_cell=(cell, cell), cells_per_block=(2, 2))
+                     for g in grey])
+
+
 def floors(source: str, seed: int = 0) -> dict[str, float]:
+    """Test accuracy of the non-CNN floors on the loader's own splits, at the data's native
+    size (folders: the median side, capped at 64 px) and tone."""
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import LinearSVC
 
     from pipeline.config import load_config
     from pipeline.data import DataConfig, load_dataset, natural_input_shape
+    from pipeline.recipes import data_facts
 
     data_cfg = load_config(DataConfig, {"source": source})
-    h, w, c = natural_input_shape(data_cfg) if source in ("digits", "shapes") else (64, 64, 3)
+    if source in ("digits", "shapes"):
+        h, w, c = natural_input_shape(data_cfg)
+    else:
+        facts = data_facts(data_cfg)
+        h = w = min(64, facts.side)
+        c = facts.channels
     ds = load_dataset(data_cfg, image_size=(h, w), channels=c)
+    ytr, yte = ds.train.labels, ds.test.labels
     xtr, xte = histograms(ds.train.images), histograms(ds.test.images)
-    rf = RandomForestClassifier(n_estimators=300, random_state=seed, n_jobs=1).fit(xtr, ds.train.labels)
-    lr = LogisticRegression(max_iter=3000, C=10.0).fit(xtr, ds.train.labels)
-    return {"random_forest_hist": float(rf.score(xte, ds.test.labels)),
-            "logistic_hist": float(lr.score(xte, ds.test.labels))}
+    rf = RandomForestClassifier(n_estimators=300, random_state=seed, n_jobs=1).fit(xtr, ytr)
+    lr = LogisticRegression(max_iter=3000, C=10.0).fit(xtr, ytr)
+    raw_tr = ds.train.images.reshape(len(ytr), -1) / 255.0
+    raw_te = ds.test.images.reshape(len(yte), -1) / 255.0
+    pixels = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000, C=0.1)).fit(raw_tr, ytr)
+    hog_tr, hog_te = hog_features(ds.train.images), hog_features(ds.test.images)
+    svm = make_pipeline(StandardScaler(), LinearSVC(C=0.1, max_iter=20000)).fit(hog_tr, ytr)
+    return {"random_forest_hist": float(rf.score(xte, yte)), "logistic_hist": float(lr.score(xte, yte)),
+            "logistic_pixels": float(pixels.score(raw_te, yte)), "hog_svm": float(svm.score(hog_te, yte))}
+
+
+def make_tiny_grey(root: Path, per_class: int = 100, size: int = 25, seed: int = 0) -> Path:
+    """root/<class>/*.png: 2 x per_class grey size-px images of squares and triangles (the
+    shapes generator, noise std up to 16, rotation up to 10 degrees, converted to grey)."""
+    from PIL import Image
+
+    from pipeline.data.base import ShapesConfig
+    from pipeline.data.shapes import generate_shapes
+
+    cfg = ShapesConfig(per_class=per_class, size=size, names=("square", "triangle"), noise=16.0,
+                       rotation=10.0)
+    images, labels = generate_shapes(cfg, seed=seed)
+    for i, (img, k) in enumerate(zip(images, labels)):
+        d = root / cfg.class_names[k]
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).convert("L").save(d / f"{i:04d}.png")
+    return root
 
 
 def train_default(source: str, out: Path) -> dict:
@@ -101,10 +151,13 @@ def plot(rows: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 3.8), dpi=120)
     names = [r["dataset"] for r in rows]
     x = np.arange(len(rows))
-    for k, (key, label) in enumerate([("test_accuracy", "default recipe (CNN)"),
-                                      ("random_forest_hist", "random forest, colour histogram"),
-                                      ("logistic_hist", "logistic regression, colour histogram")]):
-        ax.bar(x + (k - 1) * 0.27, [r[key] for r in rows], 0.27, label=label)
+    bars = [("test_accuracy", "default recipe (CNN)"),
+            ("random_forest_hist", "random forest, colour histogram"),
+            ("logistic_hist", "logistic regression, colour histogram"),
+            ("logistic_pixels", "logistic regression, raw pixels"), ("hog_svm", "HOG + linear SVM")]
+    width = 0.8 / len(bars)
+    for k, (key, label) in enumerate(bars):
+        ax.bar(x + (k - (len(bars) - 1) / 2) * width, [r.get(key, 0) for r in rows], width, label=label)
     ax.set_xticks(x, names)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("test accuracy")
@@ -119,7 +172,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--datasets", default="real_photos,digits,shapes")
+    ap.add_argument("--datasets", default="real_photos,digits,shapes,tiny_grey")
     ap.add_argument("--photos", default="data/real_photos")
     ap.add_argument("--runs", default="runs/bench-recipes")
     ap.add_argument("--out", default="bench/results/recipes.json")
@@ -135,20 +188,25 @@ def main() -> int:
             from bench.real_photos import make_real_photos
 
             make_real_photos(photos)
+        if name == "tiny_grey":
+            source = str(Path(args.runs) / "tiny_grey_data")
+            if not Path(source).is_dir():
+                make_tiny_grey(Path(source))
         print(f"{name}: training the default recipe ...", flush=True)
         row = {"dataset": name, **train_default(source, Path(args.runs) / name), **floors(source)}
         if name == "real_photos":
             row["tta"] = tta_gain(Path(args.runs) / name, photos)
         rows.append(row)
         print(f"  {row['recipe']}\n  test {row['test_accuracy']:.3f} in {row['wall_s']:.0f} s; floors: "
-              f"forest {row['random_forest_hist']:.3f}, logistic {row['logistic_hist']:.3f}", flush=True)
-    print(f"\n{'data set':<12}{'recipe test':>12}{'wall s':>8}{'forest':>8}{'logistic':>9}"
-          "  tta flip / flip_crop")
+              f"forest {row['random_forest_hist']:.3f}, logistic {row['logistic_hist']:.3f}, "
+              f"pixels {row['logistic_pixels']:.3f}, HOG+SVM {row['hog_svm']:.3f}", flush=True)
+    print(f"\n{'data set':<12}{'recipe test':>12}{'wall s':>8}{'forest':>8}{'logistic':>9}{'pixels':>8}"
+          f"{'HOG+SVM':>9}  tta flip / flip_crop")
     for r in rows:
         t = r.get("tta")
         extra = f"  {t['flip']:.3f} / {t['flip_crop']:.3f} (none {t['none']:.3f})" if t else ""
         print(f"{r['dataset']:<12}{r['test_accuracy']:>12.3f}{r['wall_s']:>8.0f}{r['random_forest_hist']:>8.3f}"
-              f"{r['logistic_hist']:>9.3f}{extra}")
+              f"{r['logistic_hist']:>9.3f}{r['logistic_pixels']:>8.3f}{r['hog_svm']:>9.3f}{extra}")
     print(f"measured on {describe()}")
     out = Path(args.out)
     write_json(out, {"bench": "recipes", "machine": measured_on(), "goal": GOAL, "rows": rows})

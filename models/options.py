@@ -159,6 +159,31 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
+def field_help(cls: type, prefix: str = "") -> dict[str, str]:
+    """{dotted key: the trailing `# comment` of its field in the class source} for --help,
+    sections flattened with dots; keys without a comment are left out."""
+    import inspect
+    import re
+
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return {}
+    comments = dict(re.findall(r"^\s+(\w+)\s*:[^#\n]*#\s*(.+?)\s*$", source, re.M))
+    hints = typing.get_type_hints(cls)
+    shown = {field: alias for alias, field in getattr(cls, "ALIASES", {}).items()}
+    out = {}
+    for f in dataclasses.fields(cls):
+        if not f.init or internal(f):
+            continue
+        key = f"{prefix}{shown.get(f.name, f.name)}"
+        if is_section(hints[f.name]):
+            out.update(field_help(hints[f.name], key + "."))
+        elif f.name in comments:
+            out[key] = comments[f.name]
+    return out
+
+
 def describe(cls: type, prefix: str = "", defaults: Any = None) -> list[tuple[str, str, str]]:
     """(key, type, default) rows for --help, sections flattened with dots.
 

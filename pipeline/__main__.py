@@ -12,7 +12,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from models.options import OptionError, describe, suggest  # noqa: E402
+from models.options import OptionError, describe, field_help, suggest  # noqa: E402
 from pipeline.config import load_config
 
 # name: (module, config class, function, help)
@@ -63,9 +63,11 @@ def _is_domain_error(e: BaseException) -> bool:
 def _help_epilog(config_cls: type) -> str:
 
     rows = describe(config_cls)
+    notes = field_help(config_cls)
     width = max((len(k) for k, _, _ in rows), default=10)
     return "options (key=value):\n" + "\n".join(
-        f"  {k:<{width}}  {t:<12} default {d}" for k, t, d in rows)
+        f"  {k:<{width}}  {t:<12} default {d}" + (f"  # {notes[k]}" if k in notes else "")
+        for k, t, d in rows)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,6 +28,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # (pipeline.tasks.detection.augment)
     "ssd": {"hflip": True, "crop_scale": (0.3, 1.0), "crop_ratio": (0.5, 2.0), "zoom_out": 2.0,
             "brightness": 0.3, "contrast": 0.3, "saturation": 0.3, "hue": 0.02},
+    # YOLO's recipe (Ultralytics' defaults): mosaic of 4 images with a random scale window,
+    # closed for the last epochs, flip, scale jitter and HSV jitter; task=detection only
+    "yolo": {"hflip": True, "mosaic": 1.0, "mosaic_scale": (0.5, 1.5), "close_mosaic": 5, "zoom": 0.25,
+             "translate": 0.1, "brightness": 0.4, "saturation": 0.7, "hue": 0.015},
     "strong": {"hflip": True, "vflip": True, "crop_scale": (0.08, 1.0), "crop_ratio": (3 / 4, 4 / 3),
                "rotation": 30.0, "brightness": 0.4, "contrast": 0.4, "saturation": 0.4, "hue": 0.1,
                "noise": 10.0, "mixup": 0.2, "cutmix": 1.0},
@@ -35,7 +39,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 OFF: dict[str, Any] = {"hflip": False, "vflip": False, "crop_scale": (1.0, 1.0), "crop_ratio": (1.0, 1.0),
                        "rotation": 0.0, "zoom": 0.0, "translate": 0.0, "brightness": 0.0,
                        "contrast": 0.0, "saturation": 0.0, "hue": 0.0, "noise": 0.0,
-                       "mixup": 0.0, "cutmix": 0.0, "mix_prob": 1.0, "zoom_out": 1.0}
+                       "mixup": 0.0, "cutmix": 0.0, "mix_prob": 1.0, "zoom_out": 1.0,
+                       "mosaic": 0.0, "mosaic_scale": (0.5, 1.5), "close_mosaic": 5}
 LUMA = (0.299, 0.587, 0.114)
 
 
@@ -44,7 +49,7 @@ class AugmentConfig:
     """The `augment:` section. `augment=standard` picks a preset; a key set explicitly
     (`augment.rotation=30`) overrides it; unset keys (None) take the preset's value."""
     SHORTHAND: ClassVar[str] = "preset"
-    preset: Literal["none", "light", "standard", "ssd", "strong"] = "standard"
+    preset: Literal["none", "light", "standard", "ssd", "yolo", "strong"] = "standard"
     hflip: bool | None = None                         # random left-right flip, p=0.5
     vflip: bool | None = None                         # random up-down flip, p=0.5
     crop_scale: tuple[float, float] | None = None     # random resized crop: area fraction range
@@ -61,6 +66,9 @@ class AugmentConfig:
     cutmix: float | None = None                       # Beta(a, a) alpha; 0 = off
     mix_prob: float | None = None                     # chance a batch is mixed (mixup or cutmix)
     zoom_out: float | None = None                     # detection: max canvas factor (SSD expand); 1 = off
+    mosaic: float | None = None                       # detection: chance of a 2x2 mosaic of 4 images; 0 = off
+    mosaic_scale: tuple[float, float] | None = None   # detection: mosaic zoom range, 1 = one image's size
+    close_mosaic: int | None = None                   # detection: the last N epochs train without mosaic
     fill: Literal["reflect", "constant", "nearest"] = "reflect"   # pixels moved in from outside
     # SHORTHAND/preset first; `None` fields are resolved in __post_init__.
 
@@ -92,6 +100,10 @@ class AugmentConfig:
         check(self.cutmix >= 0, "cutmix", "must be >= 0 (0 = off)")
         check(0 <= self.mix_prob <= 1, "mix_prob", "must be in 0..1")
         check(1 <= self.zoom_out <= 4, "zoom_out", "must be in 1..4 (1 = off)")
+        check(0 <= self.mosaic <= 1, "mosaic", "must be in 0..1 (0 = off)")
+        lo, hi = self.mosaic_scale
+        check(0.5 <= lo <= hi <= 4, "mosaic_scale", "must be two numbers 0.5 <= min <= max <= 4")
+        check(self.close_mosaic >= 0, "close_mosaic", "must be >= 0 epochs")
 
     @property
     def geometric(self) -> bool:

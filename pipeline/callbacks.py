@@ -68,7 +68,8 @@ def _finite(v: Any) -> bool:
 
 class EpochLog:
     """CSV log: epoch (0-based), session (1 for the first process, +1 per resume), lr at the
-    epoch's first step, epoch_seconds (training only, validation excluded) and Keras' metrics."""
+    epoch's first step, epoch_seconds (the epoch's wall time: training, Keras' validation and the
+    callbacks before this one, such as a detector's val mAP) and Keras' metrics."""
 
     def __init__(self, path: str | Path, lr_at: Callable[[int], float], steps_per_epoch: int):
         super().__init__()
@@ -78,21 +79,17 @@ class EpochLog:
         self.rows: list[dict[str, Any]] = read_log(self.path)
         self.start_epoch: int | None = None
         self.session = 1
-        self._t0 = self._t_train = 0.0
+        self._t0 = 0.0
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         if self.start_epoch is None:   # first epoch of this process: epochs >= it are re-run
             self.start_epoch = epoch
             self.rows = [r for r in self.rows if r["epoch"] < epoch]
             self.session = max((r["session"] for r in self.rows), default=0) + 1
-        self._t0, self._t_train = time.perf_counter(), 0.0
-
-    def on_test_begin(self, logs: dict | None = None) -> None:
-        if self._t0 and not self._t_train:   # validation inside fit: training part ends here
-            self._t_train = time.perf_counter() - self._t0
+        self._t0 = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        seconds = self._t_train or (time.perf_counter() - self._t0)
+        seconds = time.perf_counter() - self._t0   # wall: validation included, as other tools count
         row = {"epoch": epoch, "session": self.session,
                "lr": self.lr_at(epoch * self.steps_per_epoch), "epoch_seconds": seconds}
         if logs is not None:   # the callbacks after this one (TensorBoard) see the lr too
@@ -101,7 +98,7 @@ class EpochLog:
                     if f is not None})
         self.rows.append(row)
         self.write()
-        self._t0 = self._t_train = 0.0
+        self._t0 = 0.0
 
     def write(self) -> None:
         keys = list(FIRST_COLUMNS)

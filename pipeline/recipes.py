@@ -57,6 +57,14 @@ _PHOTOS = dict(augment=AugmentConfig("standard"), optimizer="adamw", lr=0.003, w
                label_smoothing=0.1, batch_size=32)
 
 RULES: tuple[Rule, ...] = (
+    # a few hundred small grey images (a user's folder of 25 px photos): the shapes classifier's
+    # vgg11 at 32 px, light augmentation with flips, many small steps. On 200 generated grey 25 px
+    # images of 2 shapes: test 0.92 where HOG + SVM scored 0.86, raw-pixel logistic regression 0.51
+    # and the digits rule below 0.49 (README, "Default recipe")
+    Rule("small grey folder", lambda f: f.kind == "folder" and f.channels == 1 and f.side <= 32
+         and f.images < 1000, "vgg11", {"width": 0.25, "batch_norm": True}, 32,
+         dict(augment=AugmentConfig("light"), optimizer="adamw", lr=0.003, weight_decay=0.0005,
+              label_smoothing=0.1, epochs=80, batch_size=16)),
     # digits-sized grey images: lenet_bn, 0.989 test accuracy on digits in ~20 s
     Rule("small grey images", lambda f: f.channels == 1 and f.side <= 32, "lenet_bn", {}, None,
          _DIGITS_LIKE),
@@ -102,7 +110,7 @@ def pick(facts: DataFacts) -> Rule:
     return next(r for r in RULES if r.when(facts))
 
 
-def _given(cfg: Any) -> frozenset[str]:
+def given_keys(cfg: Any) -> frozenset[str]:
     """Keys the user set: recorded by load_config (TrainConfig.given); for a config built in
     Python, the top-level fields that differ from TrainConfig's defaults."""
     if cfg.given:
@@ -116,25 +124,28 @@ def _touched(given: frozenset[str], key: str) -> bool:
     return any(g == key or g.startswith(key + ".") for g in given)
 
 
+def fill_values(cfg: Any, values: dict[str, Any], given: frozenset[str]) -> Any:
+    """cfg with a rule's TrainConfig values, except where the user set the key (or a key of its
+    section); `early_stopping` is the patience."""
+    changes = {key: (dataclasses.replace(cfg.early_stopping, patience=value) if key == "early_stopping"
+                     else value)
+               for key, value in values.items() if not _touched(given, key)}
+    return dataclasses.replace(cfg, **changes)
+
+
 def apply(cfg: Any, facts: DataFacts | None = None) -> tuple[Any, str | None]:
     """(cfg with the recipe's values where the user set none, the one line to print); cfg as it
     is and None when the model is not `auto`."""
     if cfg.model.name != "auto":
         return cfg, None
     facts = facts or data_facts(cfg.data)
-    rule, given = pick(facts), _given(cfg)
+    rule, given = pick(facts), given_keys(cfg)
     channels = facts.channels
     shape = cfg.model.input_shape or ((rule.input_side, rule.input_side, channels)
                                       if rule.input_side else None)
     model = dataclasses.replace(cfg.model, name=rule.model, input_shape=shape,
                                 options={**rule.options, **cfg.model.options})
-    changes: dict[str, Any] = {"model": model}
-    for key, value in rule.values.items():
-        if _touched(given, key):
-            continue
-        changes[key] = (dataclasses.replace(cfg.early_stopping, patience=value) if key == "early_stopping"
-                        else value)
-    out = dataclasses.replace(cfg, **changes)
+    out = fill_values(dataclasses.replace(cfg, model=model), rule.values, given)
     opts = " ".join(f"{k}={v}" for k, v in model.options.items())
     size = "x".join(map(str, shape)) if shape else "natural size"
     line = (f"recipe: {rule.name} ({facts.describe()}): {model.name} {opts} at {size}, "
@@ -152,4 +163,4 @@ def table() -> list[dict[str, Any]]:
             for r in RULES]
 
 
-__all__ = ["RULES", "DataFacts", "Rule", "apply", "data_facts", "pick", "table"]
+__all__ = ["RULES", "DataFacts", "Rule", "apply", "data_facts", "fill_values", "given_keys", "pick", "table"]

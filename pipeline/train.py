@@ -166,6 +166,7 @@ def train(cfg: TrainConfig, *, init: Initializer | None = None) -> TrainResult:
                                    patience=cfg.early_stopping.patience,
                                    min_delta=cfg.early_stopping.min_delta,
                                    first_epoch=init.first_best_epoch if init is not None else 0)
+    t_fit = time.perf_counter()   # train_seconds: wall time from here to the end of fit
     with precision_policy(k, cfg.mixed_precision) as policy, placement.strategy.scope():
         model = task.build_model(name, keras_module=k, **build)
         if init is not None:
@@ -194,6 +195,7 @@ def train(cfg: TrainConfig, *, init: Initializer | None = None) -> TrainResult:
             if best.stopped_epoch is not None:
                 break
         last_weights = model.get_weights()
+    fit_seconds = time.perf_counter() - t_fit
 
     if cfg.early_stopping.restore_best and paths.model.exists():
         final = load_model(paths.model)
@@ -202,7 +204,11 @@ def train(cfg: TrainConfig, *, init: Initializer | None = None) -> TrainResult:
         final = keeper
     rows = log.rows
     metrics, shown = task.evaluate(final, data, lambda split: tf_data(getattr(data, split), False))
-    train_seconds = float(sum(r["epoch_seconds"] for r in rows))
+    # wall time incl. validation, checkpoints and tf.data start-up (comparable with other tools'
+    # times); a resumed run adds the epochs its earlier processes logged
+    first = math.inf if log.start_epoch is None else log.start_epoch   # None: no epoch ran here
+    earlier = [r for r in rows if r["epoch"] < first]
+    train_seconds = fit_seconds + float(sum(r["epoch_seconds"] for r in earlier))
     metrics.update({
         "best_epoch": best.best_epoch + 1 if cfg.early_stopping.restore_best else len(rows),
         "epochs_run": len(rows), "epochs_planned": cfg.epochs,
@@ -213,6 +219,7 @@ def train(cfg: TrainConfig, *, init: Initializer | None = None) -> TrainResult:
         "wall_seconds": time.perf_counter() - t_start,
         "model": name, "params": int(keeper.count_params()), "input_shape": list(shape),
         "num_train": len(data.train), "num_val": len(data.val), "num_test": len(data.test),
+        "test_is_val": data.test_is_val,   # a train + val folder: val is the held-out test split
         "strategy": placement.kind, "replicas": placement.replicas, "workers": placement.num_workers,
         "engine": f"{k.__name__} {k.__version__}", "precision": policy, "xla": cfg.xla,
         "task": cfg.task,
@@ -227,7 +234,8 @@ def train(cfg: TrainConfig, *, init: Initializer | None = None) -> TrainResult:
     artifacts = {**paths.artifacts(), **task.artifacts(paths)}
     key = task.metric
     say(f"train: test_{key} {metrics[f'test_{key}']}, val_{key} {metrics[f'val_{key}']}, "
-        f"best epoch {metrics['best_epoch']}/{len(rows)}, {train_seconds:.1f}s training -> {paths.root}")
+        f"best epoch {metrics['best_epoch']}/{len(rows)}, {train_seconds:.1f}s wall training incl. "
+        f"validation -> {paths.root}")
     return TrainResult(paths.root, metrics, artifacts, final)
 
 

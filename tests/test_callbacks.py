@@ -79,3 +79,16 @@ def test_nan_guard_names_epoch_batch_and_fix():
     with pytest.raises(TrainingDiverged) as e:
         guard.on_batch_end(4, {"loss": float("inf")})
     assert str(e.value).startswith("training diverged: loss became inf in epoch 3, batch 5 (lr=10")
+
+
+def test_epoch_seconds_is_wall_time_including_validation(tmp_path):
+    """Validation (Keras' and the callbacks that add a val metric before the log) is part of an
+    epoch's time, as other tools count it: 0.3 s spent after validation starts is in the row."""
+    import time
+
+    log = bind(keras, EpochLog)(tmp_path / "log.csv", lambda step: 0.1, 10)
+    log.on_epoch_begin(0)
+    log.on_test_begin()
+    time.sleep(0.3)
+    log.on_epoch_end(0, {"loss": 1.0})
+    assert log.rows[0]["epoch_seconds"] >= 0.3

@@ -50,7 +50,11 @@ def test_explicit_train_val_test_folders_and_config_keys(tmp_path):
     assert list(ds.test.labels) == [1]                                   # 'b' keeps its training index
     make_folder(tmp_path / "flat", {"a": 10, "b": 10})
     ds = load(tmp_path / "flat", val_dir=str(tmp_path / "data" / "valid"), test_split=0.2)
-    assert (len(ds.train), len(ds.val), len(ds.test)) == (16, 5, 4)
+    # train + val and no test: val is the held-out test split, every training file trains
+    assert (len(ds.train), len(ds.val), len(ds.test)) == (20, 5, 5) and ds.test_is_val
+    assert ds.test is ds.val and "test = the folder's val split" in ds.summary()
+    ds = load(tmp_path / "flat", test_dir=str(tmp_path / "data" / "valid"), val_split=0.2)
+    assert (len(ds.train), len(ds.val), len(ds.test)) == (16, 4, 5) and not ds.test_is_val
     make_folder(tmp_path / "extra", {"zebra": 1})
     with pytest.raises(DataError, match="class folder 'zebra' is not a class of the training folder"):
         load(tmp_path / "flat", test_dir=str(tmp_path / "extra"))

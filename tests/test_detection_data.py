@@ -70,6 +70,19 @@ def test_each_layout_reads_back_the_boxes_written(tmp_path, fmt):
         assert seen == SMALL.images
 
 
+@pytest.mark.parametrize("fmt", ["coco", "yolo"])
+def test_train_and_val_only_folder_tests_on_val_and_keeps_every_training_image(tmp_path, fmt):
+    """No test split in the folder: val is the held-out test split (the summary says so); no
+    training image is taken for a test split."""
+    write_detection(tmp_path, SMALL, fmt, seed=0, val_split=0.25, test_split=0.0)
+    ds = _load(tmp_path)
+    assert (len(ds.train), len(ds.val), len(ds.test)) == (18, 6, 6) and ds.test_is_val
+    assert ds.test.names == ds.val.names
+    assert "test = the folder's val split" in ds.summary()
+    full = _load(write_detection(tmp_path / "all", SMALL, fmt, seed=0))   # train/val/test written
+    assert not full.test_is_val and "test =" not in full.summary()
+
+
 def test_make_shapes_cli_writes_a_layout(tmp_path, capsys):
     from pipeline.__main__ import main
 

@@ -42,10 +42,21 @@ def test_a_photo_folder_gets_a_resnet_recipe(tmp_path):
 
 
 def test_grey_small_folder_and_large_folder_rules():
-    assert pick(DataFacts("folder", 500, 10, 28, 1)).model == "lenet_bn"
+    assert pick(DataFacts("folder", 5000, 10, 28, 1)).model == "lenet_bn"
+    tiny = pick(DataFacts("folder", 200, 2, 25, 1))   # a few hundred 25 px grey photos: not LeNet's 15 epochs
+    assert (tiny.name, tiny.model, tiny.input_side) == ("small grey folder", "vgg11", 32)
+    steps = -(-140 // tiny.values["batch_size"]) * tiny.values["epochs"]   # 140 training images
+    assert steps >= 600                                                   # LeNet's rule gave 45
+    assert pick(DataFacts("folder", 200, 2, 25, 3)).name == "small photo set"
     assert pick(DataFacts("folder", 500, 10, 96, 1)).name == "small photo set"
     assert pick(DataFacts("folder", 20000, 100, 256, 3)).name == "photo set"
     assert pick(DataFacts("shapes", 10000, 10, 64, 3)).name == "shapes"
+
+
+def test_a_tiny_grey_folder_keeps_grey_and_its_size(tmp_path):
+    cfg, line = resolved([f"data={folder(tmp_path / 'grey', classes=2, n=5, size=(25, 25), mode='L')}"])
+    assert cfg.model.name == "vgg11" and cfg.model.input_shape == (32, 32, 1)   # never below 25 px
+    assert line.startswith("recipe: small grey folder (10 grey training images of ~25 px, 2 classes)")
 
 
 def test_keys_the_user_sets_win(tmp_path):

@@ -176,3 +176,25 @@ def test_mixed_precision_and_xla_train(tmp_path):
     assert keras.mixed_precision.global_policy().name == "float32"
     saved = load_model(result.paths["model"])
     assert saved.get_layer("conv1_conv").compute_dtype == "float32"   # model.keras is float32
+
+
+def test_train_seconds_is_wall_time_including_validation(tmp_path, monkeypatch):
+    """train_seconds (metrics.json, the summary line, the benches) counts what the task's per-epoch
+    validation takes: a val callback that sleeps 0.4 s makes 2 epochs at least 0.8 s."""
+    import time
+
+    import keras
+
+    from pipeline.tasks import get_task
+
+    class SlowVal(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            time.sleep(0.4)
+
+    task = get_task("classification")
+    monkeypatch.setattr(task, "epoch_callbacks", lambda k, data, shape: [SlowVal()])
+    result = train(load_config(TrainConfig, [*TINY, "epochs=2", "verbose=0", f"out={tmp_path / 'run'}"]))
+    m = result.metrics
+    assert m["train_seconds"] >= 0.8 and m["train_seconds"] <= m["wall_seconds"]
+    rows = list(csv.DictReader(open(result.paths["log"])))
+    assert all(float(r["epoch_seconds"]) >= 0.4 for r in rows)

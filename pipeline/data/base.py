@@ -102,7 +102,7 @@ class DataConfig:
     SHORTHAND: ClassVar[str] = "source"   # `data=digits` on the CLI
     source: str = "shapes"   # "digits" | "shapes" | path to an image folder (one subfolder per class)
     val_split: float = 0.15  # stratified, seeded; used when there is no explicit val folder
-    test_split: float = 0.15
+    test_split: float = 0.15  # used when there is no test folder and no val folder (train + val: val tests)
     seed: int = 0
     skip_bad_files: bool = False   # skip unreadable files with one warning instead of failing
     val_dir: str = ""        # explicit validation folder (one subfolder per class)
@@ -169,6 +169,7 @@ class Dataset:
     image_size: tuple[int, int]           # (H, W)
     channels: int
     source: str
+    test_is_val: bool = False   # the folder gave train + val only: val is also the held-out test
 
     @property
     def num_classes(self) -> int:
@@ -177,5 +178,6 @@ class Dataset:
     def summary(self) -> str:
         parts = [f"{name} {len(s)}" for name, s in (("train", self.train), ("val", self.val),
                                                     ("test", self.test))]
+        note = "; test = the folder's val split (it has no test split)" if self.test_is_val else ""
         return (f"{self.source}: {self.num_classes} classes, {', '.join(parts)} images at "
-                f"{self.image_size[0]}x{self.image_size[1]}x{self.channels}")
+                f"{self.image_size[0]}x{self.image_size[1]}x{self.channels}{note}")

@@ -142,10 +142,12 @@ def load_folder(cfg: DataConfig, image_size: tuple[int, int], channels: int) -> 
         files[split] = [f for c in classes for f in classes[c]]
         labels[split] = np.array([index[c] for c in classes for _ in classes[c]], np.int32)
 
-    # Cut what is missing from the training files (stratified, seeded).
+    # train + val only: val is the held-out test split too, rather than training files the
+    # folder's author meant for training. Otherwise cut what is missing (stratified, seeded).
+    test_is_val = "val" in files and "test" not in files and len(files["val"]) > 0
     tr_idx, va_idx, te_idx = stratified_split(
         labels["train"], 0.0 if "val" in files else cfg.val_split,
-        0.0 if "test" in files else cfg.test_split, cfg.seed)
+        0.0 if "test" in files or test_is_val else cfg.test_split, cfg.seed)
     train_files, train_labels = files["train"], labels["train"]
     for split, idx in (("val", va_idx), ("test", te_idx)):
         if split not in files:
@@ -154,11 +156,14 @@ def load_folder(cfg: DataConfig, image_size: tuple[int, int], channels: int) -> 
     files["train"] = [train_files[i] for i in tr_idx]
     labels["train"] = train_labels[tr_idx]
 
-    total = sum(len(f) for f in files.values())
+    total = sum(len(f) for s, f in files.items() if not (s == "test" and test_is_val))
     need_mb = total * image_size[0] * image_size[1] * channels / 2**20
     lazy = need_mb > cfg.max_memory_mb
     splits, bad_all = {}, []
     for split in ("train", "val", "test"):
+        if split == "test" and test_is_val:
+            splits[split] = splits["val"]
+            continue
         if lazy:
             keep, bad = _probe_files(files[split], cfg.skip_bad_files)
             kept = [f for f, k in zip(files[split], keep) if k]
@@ -175,4 +180,4 @@ def load_folder(cfg: DataConfig, image_size: tuple[int, int], channels: int) -> 
         empty = class_names[int(np.argmin(counts))]
         raise DataError(f"{folders['train']}: class {empty!r} has no readable training images")
     return Dataset(splits["train"], splits["val"], splits["test"], class_names,
-                   tuple(image_size), channels, str(cfg.source))
+                   tuple(image_size), channels, str(cfg.source), test_is_val)

@@ -12,6 +12,16 @@ dropped (label -1), as SSD drops ground truth whose centre leaves the patch. Pho
 and noise are those of pipeline.augment. Rotation, mixup and CutMix are refused: axis-aligned
 boxes do not follow them exactly.
 
+Mosaic (YOLOv4, Bochkovskiy et al. 2020, section 3.3; Ultralytics' default): with probability
+augment.mosaic an image is replaced by four images of its batch on a 2x2 canvas (itself top
+left), and one random window of the canvas (zoom in augment.mosaic_scale: 1 = one image's size,
+0.5 = the whole canvas) that always holds the point where the four meet is resampled to the
+output size; its boxes are those of the four, mapped the same way, clipped to the window and
+dropped when less than MIN_VISIBLE of them stays in view or a side is under MIN_SIDE pixels. The
+other augmentations then apply on top. A `mosaic_on` boolean (a tf.Variable that MosaicPhase sets
+each epoch) switches it off for the last augment.close_mosaic epochs. With mosaic on, every batch
+has 4M box rows (padding -1), so shapes stay fixed when it switches off.
+
 Shapes: images float32 (B, H, W, C) 0..255, boxes float32 (B, M, 4) normalised corners,
 labels int32 (B, M) with -1 for padding rows.
 """
@@ -22,6 +32,7 @@ from pipeline.augment import AugmentConfig, apply_colour, apply_noise, crop_boxe
 from pipeline.plots import pyplot, save_figure
 
 MIN_VISIBLE = 0.4   # share of a box's area that must stay in the image for it to be kept
+MIN_SIDE = 2.0      # pixels: a mosaic box narrower or lower than this after the window is dropped
 FILL = 124.0        # zoom-out canvas grey (the mean of ImageNet's mean, 0..255)
 
 
@@ -70,8 +81,9 @@ def _edges_to_crop(lo, hi, size: int, out: int):
     return first / d, last / d
 
 
-def transform_boxes(boxes, labels, win, hflip, vflip):
-    """Boxes (B, M, 4) through windows (B, 4) and flips (B,) -> clipped boxes, labels (-1 dropped)."""
+def transform_boxes(boxes, labels, win, hflip, vflip, min_side=(0.0, 0.0)):
+    """Boxes (B, M, 4) through windows (B, 4) and flips (B,) -> clipped boxes, labels (-1 dropped);
+    min_side: (x, y) smallest kept side, normalised."""
     tf = _tf()
     origin = tf.concat([win[:, :2], win[:, :2]], axis=1)[:, None, :]        # (B, 1, 4)
     scale = tf.concat([win[:, 2:] - win[:, :2]] * 2, axis=1)[:, None, :]    # (B, 1, 4)
@@ -83,14 +95,92 @@ def transform_boxes(boxes, labels, win, hflip, vflip):
     full = tf.maximum(x1 - x0, 0) * tf.maximum(y1 - y0, 0)
     c = tf.clip_by_value(tf.stack([x0, y0, x1, y1], axis=-1), 0.0, 1.0)    # (B, M, 4)
     kept_area = tf.maximum(c[..., 2] - c[..., 0], 0) * tf.maximum(c[..., 3] - c[..., 1], 0)
-    keep = (labels >= 0) & (kept_area > 0) & (kept_area >= MIN_VISIBLE * full)
+    keep = ((labels >= 0) & (kept_area > 0) & (kept_area >= MIN_VISIBLE * full)
+            & (c[..., 2] - c[..., 0] >= min_side[0]) & (c[..., 3] - c[..., 1] >= min_side[1]))
     return tf.where(keep[..., None], c, 0.0), tf.where(keep, labels, -1)
 
 
-def augment_detection_batch(images, boxes, labels, cfg: AugmentConfig, seed):
-    """One seeded augmentation of a batch; see the module docstring for shapes."""
+def mosaic_windows(cfg: AugmentConfig, n, seed):
+    """(B, 4) x0, y0, x1, y1 windows in normalised canvas coordinates: side 0.5 / zoom (zoom in
+    mosaic_scale), placed uniformly among the windows that hold the canvas centre."""
     tf = _tf()
-    s = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 5)
+    s = tf.random.experimental.stateless_split(seed, 2)
+    side = tf.minimum(0.5 / uniform(s[0], n, *cfg.mosaic_scale), 1.0)[:, None]     # (B, 1)
+    lo, hi = tf.maximum(0.0, 0.5 - side), tf.minimum(0.5, 1.0 - side)
+    x0y0 = lo + tf.random.stateless_uniform([n, 2], s[1]) * (hi - lo)              # (B, 2)
+    return tf.concat([x0y0, x0y0 + side], axis=1)
+
+
+def mosaic_batch(images, boxes, labels, cfg: AugmentConfig, seed):
+    """Every image of the batch as a mosaic with three random others of the batch (see the
+    module docstring): (B, H, W, C), (B, 4M, 4), (B, 4M)."""
+    tf = _tf()
+    s = tf.random.experimental.stateless_split(seed, 2)
+    n, h, w = tf.shape(images)[0], images.shape[1], images.shape[2]
+    others = tf.random.stateless_uniform([n, 3], s[0], 0, n, dtype=tf.int32)
+    src = tf.concat([tf.range(n)[:, None], others], axis=1)                       # (B, 4)
+    quad = tf.gather(images, src)                                                  # (B, 4, H, W, C)
+    canvas = tf.concat([tf.concat([quad[:, 0], quad[:, 1]], axis=2),
+                        tf.concat([quad[:, 2], quad[:, 3]], axis=2)], axis=1)      # (B, 2H, 2W, C)
+    m = boxes.shape[1]
+    offset = tf.constant([[0, 0, 0, 0], [.5, 0, .5, 0], [0, .5, 0, .5], [.5, .5, .5, .5]], tf.float32)
+    b = tf.gather(boxes, src) * 0.5 + offset[None, :, None, :]                     # (B, 4, M, 4)
+    b = tf.reshape(b, [n, 4 * m, 4])
+    lab = tf.reshape(tf.gather(labels, src), [n, 4 * m])
+    win = mosaic_windows(cfg, n, s[1])                                             # (B, 4)
+    cx0, cx1 = _edges_to_crop(win[:, 0], win[:, 2], 2 * w, w)
+    cy0, cy1 = _edges_to_crop(win[:, 1], win[:, 3], 2 * h, h)
+    out = tf.image.crop_and_resize(canvas, tf.stack([cy0, cx0, cy1, cx1], axis=1), tf.range(n), [h, w])
+    no = tf.zeros([n], tf.bool)
+    b, lab = transform_boxes(b, lab, win, no, no, (MIN_SIDE / w, MIN_SIDE / h))
+    return out, b, lab
+
+
+def apply_mosaic(images, boxes, labels, cfg: AugmentConfig, seed, mosaic_on=None):
+    """augment.mosaic's share of the batch as mosaics, the rest as they are (box rows padded to
+    4M); `mosaic_on` (a scalar bool tensor or variable; None = on) switches mosaic off."""
+    tf = _tf()
+    s = tf.random.experimental.stateless_split(seed, 2)
+    m = boxes.shape[1]
+
+    def plain():
+        return (images, tf.pad(boxes, [[0, 0], [0, 3 * m], [0, 0]]),
+                tf.pad(labels, [[0, 0], [0, 3 * m]], constant_values=-1))
+
+    def mixed():
+        x, b, lab = mosaic_batch(images, boxes, labels, cfg, s[0])
+        p_img, p_box, p_lab = plain()
+        use = uniform(s[1], tf.shape(images)[0], 0, 1) < cfg.mosaic                 # (B,)
+        return (tf.where(use[:, None, None, None], x, p_img), tf.where(use[:, None, None], b, p_box),
+                tf.where(use[:, None], lab, p_lab))
+
+    if mosaic_on is None:
+        return mixed()
+    return tf.cond(tf.convert_to_tensor(mosaic_on), mixed, plain)
+
+
+class MosaicPhase:
+    """The epoch switch of augment.close_mosaic: a tf.Variable the tf.data map reads (`on`), set
+    at each epoch's start (a Keras callback: `bind(k, MosaicPhase)(epochs, close)`). Batches
+    already prefetched when it flips keep the old setting (at most the prefetch depth)."""
+
+    def __init__(self, on: object, epochs: int, close: int):
+        super().__init__()
+        self.on, self.last_mosaic_epoch = on, epochs - close - 1
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.on.assign(epoch <= self.last_mosaic_epoch)
+
+
+def augment_detection_batch(images, boxes, labels, cfg: AugmentConfig, seed, mosaic_on=None):
+    """One seeded augmentation of a batch; see the module docstring for shapes (with mosaic the
+    box rows are 4M); mosaic_on: see apply_mosaic."""
+    tf = _tf()
+    seed = tf.cast(seed, tf.int64)
+    if cfg.mosaic:
+        images, boxes, labels = apply_mosaic(images, boxes, labels, cfg,
+                                             tf.random.experimental.stateless_fold_in(seed, 7), mosaic_on)
+    s = tf.random.experimental.stateless_split(seed, 5)
     shape = tf.shape(images)
     n, h, w = shape[0], images.shape[1], images.shape[2]
     no = tf.zeros([n], tf.bool)
@@ -118,9 +208,10 @@ def preview_grid(data, cfg: AugmentConfig, rows: int, cols: int, seed: int, out)
 
     check_detection_augment(cfg)
     plt = pyplot()
+    batch = data.train.subset(np.arange(min(max(rows, 16), len(data.train))))   # mosaic partners
+    boxes, labels = batch.padded()
+    images = tf.constant(batch.images, tf.float32)
     split = data.train.subset(np.arange(min(rows, len(data.train))))
-    boxes, labels = split.padded()
-    images = tf.constant(split.images, tf.float32)
     columns = [(split.images, boxes, labels)]
     for j in range(cols):
         x, b, lab = augment_detection_batch(images, tf.constant(boxes), tf.constant(labels), cfg,
@@ -147,4 +238,5 @@ def preview_grid(data, cfg: AugmentConfig, rows: int, cols: int, seed: int, out)
     return f"{len(split)} scenes x {cols} augmentations, boxes drawn"
 
 
-__all__ = ["MIN_VISIBLE", "augment_detection_batch", "check_detection_augment", "preview_grid"]
+__all__ = ["MIN_VISIBLE", "MosaicPhase", "augment_detection_batch", "check_detection_augment", "mosaic_batch",
+           "preview_grid"]

@@ -105,6 +105,11 @@ def load_detection_dataset(cfg: DataConfig, *, image_size: tuple[int, int], chan
     if "train" not in splits or len(splits["train"]) == 0:
         raise DataError(f"{cfg.source}: no training images found ({found.format} layout)")
     train = splits["train"]
+    # train + val only: val is the held-out test split too (as YOLO tools report val), rather
+    # than taking training images the folder's author meant for training
+    test_is_val = "val" in splits and "test" not in splits and len(splits["val"]) > 0
+    if test_is_val:
+        splits["test"] = splits["val"]
     missing = [s for s in ("val", "test") if s not in splits]
     if missing:   # cut what the folder does not provide from training, seeded
         tr, va, te = seeded_split(len(train), cfg.val_split if "val" in missing else 0.0,
@@ -114,4 +119,4 @@ def load_detection_dataset(cfg: DataConfig, *, image_size: tuple[int, int], chan
         train = train.subset(tr)
     return DetDataset(train, splits.get("val") or _empty(size, channels),
                       splits.get("test") or _empty(size, channels), found.class_names, size,
-                      channels, cfg.source, found.format)
+                      channels, cfg.source, found.format, test_is_val)

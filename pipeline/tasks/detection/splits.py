@@ -57,6 +57,7 @@ class DetDataset:
     channels: int
     source: str
     format: str = ""
+    test_is_val: bool = False   # the folder gave train + val only: val is also the held-out test
 
     @property
     def num_classes(self) -> int:
@@ -66,8 +67,9 @@ class DetDataset:
         parts = [f"{n} {len(s)} ({s.num_objects()} boxes)" for n, s in
                  (("train", self.train), ("val", self.val), ("test", self.test))]
         fmt = f" ({self.format})" if self.format else ""
+        note = "; test = the folder's val split (it has no test split)" if self.test_is_val else ""
         return (f"{self.source}{fmt}: {self.num_classes} classes, {', '.join(parts)} images at "
-                f"{self.image_size[0]}x{self.image_size[1]}x{self.channels}")
+                f"{self.image_size[0]}x{self.image_size[1]}x{self.channels}{note}")
 
 
 def seeded_split(n: int, val_split: float, test_split: float, seed: int

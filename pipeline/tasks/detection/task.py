@@ -8,7 +8,6 @@ and latency.
 """
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -23,6 +22,7 @@ from pipeline.data import DataError
 from pipeline.tasks.base import Task
 from pipeline.tasks.detection import augment as augment_
 from pipeline.tasks.detection import export, parity, train
+from pipeline.tasks.detection import recipe as recipe_
 from pipeline.tasks.detection.data import load_detection_dataset
 from pipeline.tasks.detection.evaluate import predict_detections
 from serving.metadata import tensor_spec
@@ -70,12 +70,7 @@ class DetectionTask(Task):
                               "model.backbone=<family>")
 
     def recipe(self, cfg: Any) -> tuple[Any, str | None]:
-        if cfg.model.name != "auto":
-            return cfg, None
-        model = dataclasses.replace(cfg.model, name="ssd")
-        return dataclasses.replace(cfg, model=model), (
-            "recipe: detection: ssd with its default backbone and settings (model=ssd "
-            "model.backbone=NAME to choose)")
+        return recipe_.apply(cfg)
 
     def load_data(self, data_cfg: Any, shape: tuple[int, int, int]) -> Any:
         """The detection dataset at the model's input size (training also needs its val split:
@@ -92,9 +87,18 @@ class DetectionTask(Task):
         if len(split) == 0:
             return None
         settings = contract.detection
+        mosaic_on = None
+        if training:   # the training set of this run: its close_mosaic switch (epoch_callbacks sets it)
+            self._mosaic_phase = None
+            if cfg.augment.mosaic and cfg.augment.close_mosaic:
+                import tensorflow as tf
+
+                mosaic_on = tf.Variable(True, trainable=False, name="mosaic_on")
+                self._mosaic_phase = (mosaic_on, cfg.epochs, cfg.augment.close_mosaic)
         return train.make_dataset(split, settings.anchors(), batch_size=cfg.batch_size, training=training,
                                   augment=cfg.augment if training else None, seed=cfg.seed,
-                                  match_iou=settings.match_iou, max_objects=cfg.detection.max_objects)
+                                  match_iou=settings.match_iou, max_objects=cfg.detection.max_objects,
+                                  mosaic_on=mosaic_on)
 
     def loss_and_metrics(self, cfg: Any, contract: Any, k: Any) -> tuple[Any, list]:
         return train.make_loss(cfg.detection, contract.num_classes), []
@@ -107,7 +111,9 @@ class DetectionTask(Task):
                             "checkpoint")
 
     def epoch_callbacks(self, k: Any, data: Any, shape: tuple[int, ...]) -> list:
-        return [bind(k, train.ValMAP)(data.val, data.class_names, shape[:2])]
+        phase = getattr(self, "_mosaic_phase", None)   # set by tf_dataset(training=True) of this run
+        switch = [bind(k, augment_.MosaicPhase)(*phase)] if phase else []
+        return [*switch, bind(k, train.ValMAP)(data.val, data.class_names, shape[:2])]
 
     def finetune_supported(self) -> None:
         raise OptionError("fine-tuning a detector is not supported yet; train it with task=detection")

@@ -36,7 +36,7 @@ EVAL_TRAIN_IMAGES = 500    # the train split's mAP is measured on its first imag
 
 
 def make_dataset(split: Any, anchors: np.ndarray, *, batch_size: int, training: bool, augment: Any,
-                 seed: int, match_iou: float, max_objects: int) -> Any:
+                 seed: int, match_iou: float, max_objects: int, mosaic_on: Any = None) -> Any:
     """Batches of (float32 (B, H, W, C) pixels 0..255, float32 (B, A, 5) anchor targets)."""
     import tensorflow as tf
 
@@ -47,12 +47,13 @@ def make_dataset(split: Any, anchors: np.ndarray, *, batch_size: int, training: 
     ds = ds.batch(batch_size).map(lambda x, b, lab: (tf.cast(x, tf.float32), b, lab),
                                   num_parallel_calls=tf.data.AUTOTUNE)
     if training and augment is not None and (augment.geometric or augment.colour or augment.noise
-                                             or augment.zoom_out > 1):
+                                             or augment.zoom_out > 1 or augment.mosaic):
 
         check_detection_augment(augment)
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         ds = tf.data.Dataset.zip((ds, seeds)).map(
-            lambda xbl, s: augment_detection_batch(*xbl, augment, s), num_parallel_calls=tf.data.AUTOTUNE)
+            lambda xbl, s: augment_detection_batch(*xbl, augment, s, mosaic_on),
+            num_parallel_calls=tf.data.AUTOTUNE)
     a = tf.constant(anchors)
 
     def label(x, b, lab):
