@@ -14,12 +14,16 @@ label tools export):
         or an id into labels.txt (names found are the classes when there is none); a row with only
         a filename is a background image
 Splits a layout does not provide are cut from training by the loader (pipeline.tasks.detection.data).
-Every problem is a DataError naming the file and the line or object.
+Every problem is a DataError naming the file and the line or object. Hostile folders are refused
+with one line too: an image path that leaves the data folder (absolute, `../`), duplicate ids,
+values of the wrong type, files or class lists over the bounds below (checked before reading or
+allocating).
 """
 from __future__ import annotations
 
 import csv
 import json
+import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +36,11 @@ from pipeline.tasks.detection.splits import SPLITS, Record
 from serving.images import is_image_file
 
 FORMATS = ("coco", "voc", "yolo", "csv")
+# bounds checked before reading or allocating (a hostile folder must not exhaust memory)
+MAX_CLASSES = 10_000                # LVIS has 1,203; a class id above this is a typo or an attack
+MAX_NAME = 200                      # characters in a class name
+MAX_TEXT_BYTES = 2 << 30            # an annotation file (COCO train2017's JSON is 448 MB)
+MAX_YAML_BYTES = 1 << 20            # data.yaml
 SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 
 
@@ -91,11 +100,20 @@ def read_annotations(root: Path, fmt: str = "auto", skip_bad_files: bool = False
     skipper = Skipper(skip_bad_files)
     found = {"coco": read_coco, "voc": read_voc, "yolo": read_yolo, "csv": read_csv}[fmt](root, skipper)
     found.bad = skipper.bad
+    for name, records in found.splits.items():
+        if records and not any(len(r.boxes) for r in records):
+            hint = " (YOLO labels go in labels/<split>/ beside images/<split>/)" if fmt == "yolo" else ""
+            raise DataError(f"{root}: the {name} split has {len(records)} images but no boxes in its "
+                            f"{fmt} annotations{hint}")
     return found
 
 
-def _read_text(path: Path) -> str:
+def _read_text(path: Path, limit: int = MAX_TEXT_BYTES) -> str:
     try:
+        size = path.stat().st_size
+        if size > limit:
+            raise DataError(f"{path}: {size / 1e6:.1f} MB is over the {limit / 1e6:.0f} MB limit for "
+                            "this file")
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
@@ -103,20 +121,55 @@ def _read_text(path: Path) -> str:
         raise DataError(f"{path}: unreadable label file ({type(e).__name__}: {e})") from None
 
 
+def _within(root: Path, path: Path) -> bool:
+    """Whether `path` stays inside `root` once `..` and absolute parts are applied (lexically: a
+    symlink the folder's owner placed inside it is followed, as any image is)."""
+    base = os.path.normpath(os.path.abspath(root))
+    return os.path.commonpath([base, os.path.normpath(os.path.abspath(path))]) == base
+
+
+def _inside(root: Path, path: Path, where: str, given: object) -> Path:
+    """`path` if it stays inside the data folder, else a DataError that says nothing of what is
+    outside (not whether it exists)."""
+    if not _within(root, path):
+        raise DataError(f"{where}: image path {str(given)!r} is outside the data folder {root} "
+                        "(refused: paths must be relative, inside the data folder)")
+    return path
+
+
 def _record(path: Path, rows: list[tuple[float, float, float, float]], labels: list[int],
             where: list[str], normalized: bool = False) -> Record:
-    return Record(str(path), np.asarray(rows, np.float32).reshape(-1, 4), np.asarray(labels, np.int32),
-                  where, normalized)
+    with np.errstate(over="ignore", invalid="ignore"):   # 1e308 -> inf: check_boxes names the box
+        boxes = np.asarray(rows, np.float32).reshape(-1, 4)
+    return Record(str(path), boxes, np.asarray(labels, np.int32), where, normalized)
+
+
+def _is_id(value: object) -> bool:
+    return isinstance(value, (int, str)) and not isinstance(value, bool)
+
+
+def _is_num(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _class_name(where: str, i: int, name: object) -> str:
+    if not isinstance(name, (str, int, float)) or isinstance(name, bool) or len(str(name)) > MAX_NAME:
+        raise DataError(f"{where}: class {i} must be a short name (text of at most {MAX_NAME} "
+                        f"characters), got a {type(name).__name__}")
+    return str(name)
 
 
 # ------------------------------------------------------------------ COCO
 
 
-def _find_image(root: Path, split: str, file_name: str) -> Path:
-    for base in (root / split, root / "images" / split, root / "images", root):
-        if (base / file_name).is_file():
-            return base / file_name
-    return root / split / file_name   # missing: the decoder names it
+def _find_image(root: Path, split: str, file_name: str, where: str) -> Path:
+    candidates = [base / file_name for base in (root / split, root / "images" / split, root / "images", root)]
+    for c in candidates:   # all checked before any is looked at: nothing outside is touched
+        _inside(root, c, where, file_name)
+    for c in candidates:
+        if c.is_file():
+            return c
+    return candidates[0]   # missing: the decoder names it
 
 
 def _coco_image(root: Path, stem: str, path: Path, im: dict, anns: list[dict],
@@ -124,16 +177,50 @@ def _coco_image(root: Path, stem: str, path: Path, im: dict, anns: list[dict],
     rows, labels, where = [], [], []
     for a in anns:
         w = f"{path.name}: annotation id {a.get('id')} (image {im['file_name']})"
-        if a.get("category_id") not in cat_index:
-            raise DataError(f"{w}: unknown category_id {a.get('category_id')}")
-        try:
-            x, y, bw, bh = (float(v) for v in a["bbox"])
-        except (KeyError, TypeError, ValueError):
-            raise DataError(f"{w}: bbox must be [x, y, width, height]") from None
+        cat = a.get("category_id")
+        if not _is_id(cat) or cat not in cat_index:
+            raise DataError(f"{w}: unknown category_id {cat}")
+        box = a.get("bbox")
+        if not isinstance(box, list) or len(box) != 4 or not all(_is_num(v) for v in box):
+            raise DataError(f"{w}: bbox must be [x, y, width, height] numbers, got {str(box)[:80]}")
+        x, y, bw, bh = (float(v) for v in box)
         rows.append((x, y, x + bw, y + bh))
-        labels.append(cat_index[a["category_id"]])
+        labels.append(cat_index[cat])
         where.append(w)
-    return _record(_find_image(root, stem, im["file_name"]), rows, labels, where)
+    return _record(_find_image(root, stem, im["file_name"], f"{path}: image id {im['id']}"),
+                   rows, labels, where)
+
+
+def _coco_tables(path: Path, data: object) -> tuple[list, list, list]:
+    """images, annotations, categories of a COCO file, each entry checked for its type."""
+    if not isinstance(data, dict) or "images" not in data or "categories" not in data:
+        raise DataError(f"{path}: not a COCO instances file (needs images and categories)")
+    images, anns, cats = data["images"], data.get("annotations", []), data["categories"]
+    for key, table in (("images", images), ("annotations", anns), ("categories", cats)):
+        if not isinstance(table, list) or not all(isinstance(e, dict) for e in table):
+            raise DataError(f"{path}: {key} must be a list of objects")
+    if len(cats) > MAX_CLASSES:
+        raise DataError(f"{path}: {len(cats)} categories is over the limit of {MAX_CLASSES}")
+    seen: set = set()
+    for c in cats:
+        if not isinstance(c.get("id"), int) or isinstance(c.get("id"), bool):
+            raise DataError(f"{path}: category id must be an integer, got {str(c.get('id'))[:40]}")
+        if c["id"] in seen:
+            raise DataError(f"{path}: duplicate category id {c['id']}")
+        seen.add(c["id"])
+        if "name" not in c:
+            raise DataError(f"{path}: category {c['id']} needs a name")
+        _class_name(f"{path}: categories", c["id"], c["name"])
+    seen = set()
+    for im in images:
+        if not _is_id(im.get("id")):
+            raise DataError(f"{path}: image id must be an integer or text, got {str(im.get('id'))[:40]}")
+        if im["id"] in seen:
+            raise DataError(f"{path}: duplicate image id {im['id']}")
+        seen.add(im["id"])
+        if not isinstance(im.get("file_name"), str) or not im["file_name"]:
+            raise DataError(f"{path}: image id {im['id']} needs a file_name (text)")
+    return images, anns, cats
 
 
 def read_coco(root: Path, skipper: Skipper) -> Found:
@@ -145,11 +232,11 @@ def read_coco(root: Path, skipper: Skipper) -> Found:
         split = split_of(stem) or "train"
         try:
             data = json.loads(_read_text(path))
-            images, anns, cats = data["images"], data.get("annotations", []), data["categories"]
         except json.JSONDecodeError as e:
             raise DataError(f"{path}: not valid JSON ({e})") from None
-        except (KeyError, TypeError) as e:
-            raise DataError(f"{path}: not a COCO instances file (missing {e})") from None
+        except RecursionError:
+            raise DataError(f"{path}: not valid JSON (nested too deep)") from None
+        images, anns, cats = _coco_tables(path, data)
         names = tuple(str(c["name"]) for c in sorted(cats, key=lambda c: c["id"]))
         if class_names is not None and names != class_names:
             raise DataError(f"{path}: categories differ from those of the other splits")
@@ -157,7 +244,7 @@ def read_coco(root: Path, skipper: Skipper) -> Found:
         cat_index = {c["id"]: i for i, c in enumerate(sorted(cats, key=lambda c: c["id"]))}
         by_image: dict[int, list[dict]] = {im["id"]: [] for im in images}
         for a in anns:
-            if a.get("image_id") not in by_image:
+            if not _is_id(a.get("image_id")) or a["image_id"] not in by_image:
                 raise DataError(f"{path}: annotation id {a.get('id')}: unknown image_id {a.get('image_id')}")
             by_image[a["image_id"]].append(a)
         records = [skipper(_coco_image, root, stem, path, im, by_image[im["id"]], cat_index)
@@ -204,7 +291,7 @@ def _voc_record(root: Path, path: Path, tree: ET.Element, names: dict[str, int])
         labels.append(label)
         where.append(f"{path}: object {n}")
     file_name = tree.findtext("filename") or f"{path.stem}.jpg"
-    return _record(root / "JPEGImages" / file_name, rows, labels, where)
+    return _record(_inside(root, root / "JPEGImages" / file_name, str(path), file_name), rows, labels, where)
 
 
 def read_voc(root: Path, skipper: Skipper) -> Found:
@@ -242,10 +329,25 @@ def read_voc(root: Path, skipper: Skipper) -> Found:
 def _yolo_names(path: Path, data: dict) -> tuple[str, ...]:
     names = data.get("names")
     if isinstance(names, dict):
-        return tuple(str(names[k]) for k in sorted(names))
+        if sorted(names, key=str) != sorted(range(len(names)), key=str) or \
+                not all(isinstance(k, int) for k in names):
+            raise DataError(f"{path}: names: ids must be 0..N-1, got {', '.join(map(str, names))[:80]}")
+        names = [names[i] for i in range(len(names))]
     if isinstance(names, list) and names:
-        return tuple(str(n) for n in names)
+        if len(names) > MAX_CLASSES:
+            raise DataError(f"{path}: names: {len(names)} classes is over the limit of {MAX_CLASSES}")
+        return tuple(_class_name(f"{path}: names", i, n) for i, n in enumerate(names))
     raise DataError(f"{path}: needs `names:` (a list of class names or {{id: name}})")
+
+
+def _yolo_labels_dir(folder: Path) -> Path:
+    """images/<split> -> labels/<split>: the last path component named `images` (the YOLO rule),
+    never a substring of another name (myimages_set/)."""
+    parts = folder.parts
+    if "images" not in parts:
+        return folder
+    i = len(parts) - 1 - parts[::-1].index("images")
+    return Path(*parts[:i], "labels", *parts[i + 1:])
 
 
 def _yolo_labels(path: Path, num_classes: int) -> tuple[list, list, list]:
@@ -274,21 +376,28 @@ def _yolo_labels(path: Path, num_classes: int) -> tuple[list, list, list]:
 def read_yolo(root: Path, skipper: Skipper) -> Found:
     cfg_path = root / "data.yaml"
     try:
-        data = yaml.safe_load(_read_text(cfg_path)) or {}
+        data = yaml.safe_load(_read_text(cfg_path, MAX_YAML_BYTES))
     except yaml.YAMLError as e:
         raise DataError(f"{cfg_path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise DataError(f"{cfg_path}: must be a mapping (path:, train:, val:, names:), "
+                        f"got a {type(data).__name__}")
     names = _yolo_names(cfg_path, data)
-    given = Path(str(data.get("path", ".")))
-    base = given if given.is_absolute() else root / given
+    given = data.get("path", ".")
+    if not isinstance(given, str):
+        raise DataError(f"{cfg_path}: path: must be a folder name")
+    base = root / given      # an absolute path: replaces root, and is refused below as outside
     splits: dict[str, list[Record]] = {}
     for key in ("train", "val", "test"):
         if not data.get(key):
             continue
-        folder = base / str(data[key])
+        if not isinstance(data[key], str):
+            raise DataError(f"{cfg_path}: {key}: must be an image folder (text)")
+        folder = _inside(root, base / data[key], f"{cfg_path}: {key}", Path(given) / data[key])
         if not folder.is_dir():
             raise DataError(f"{cfg_path}: {key}: {folder} is not a folder")
-        label_dir = Path(str(folder).replace(f"{Path('images')}", "labels", 1)) \
-            if "images" in folder.parts else folder
+        label_dir = _yolo_labels_dir(folder)
         records = []
         for img in sorted(p for p in folder.iterdir() if is_image_file(p)):
             found = skipper(_yolo_labels, label_dir / f"{img.stem}.txt", len(names))
@@ -333,7 +442,13 @@ def read_csv(root: Path, skipper: Skipper) -> Found:
     if declared:
         class_names = declared
     elif ids:
-        top = max([int(r[1]) for _, lines, _ in rows_by_file for r in lines if len(r) > 1 and r[1]] + [0])
+        top = 0
+        for path, lines, first in rows_by_file:
+            for line_no, r in enumerate(lines, first):
+                if len(r) > 1 and r[1] and int(r[1]) >= MAX_CLASSES:
+                    raise DataError(f"{path}:{line_no}: class id {int(r[1])} is over the limit of "
+                                    f"{MAX_CLASSES} classes (labels.txt names them)")
+                top = max(top, int(r[1])) if len(r) > 1 and r[1] else top
         class_names = tuple(f"class_{i}" for i in range(top + 1))
     else:
         class_names = tuple(sorted({r[1].strip() for _, lines, _ in rows_by_file for r in lines
@@ -358,7 +473,8 @@ def read_csv(root: Path, skipper: Skipper) -> Found:
         folder = root / "images" if (root / "images").is_dir() else root
         split = split_of(path.stem) or "train"
         splits.setdefault(split, []).extend(
-            _record(folder / name, *entry) for name, entry in per_image.items() if name not in bad)
+            _record(_inside(root, folder / name, str(path), name), *entry)
+            for name, entry in per_image.items() if name not in bad)
     if not files:
         raise DataError(f"{root}: no .csv annotation file")
     return Found("csv", class_names, splits)
