@@ -142,7 +142,7 @@ def test_uploaded_model_with_and_without_manifest(app, demo_runs_root):
     at = _upload_model(app(demo_runs_root), "model_int8_uint8io.tflite", data)
     assert not at.exception and not at.error
     facts = dict(zip(at.table[0].value["fact"], at.table[0].value["value"]))
-    assert facts["format"].startswith("tflite_int8") and "no manifest check" in facts["sha256"]
+    assert facts["format"].startswith(r"tflite\_int8") and "no manifest check" in facts["sha256"]
     at = upload_images(at, ("circle.png", (SAMPLES / "circle.png").read_bytes()))
     assert any(t.startswith("**A: circle**") for t in texts(at.markdown))
 
