@@ -28,10 +28,13 @@ def save_model(model: Any, path: str | os.PathLike, contract: DataContract | Non
     path = Path(path)
     if path.suffix != ".keras":
         raise ModelFileError(f"{path}: model files must end in .keras")
-    with atomic_path(path) as tmp:
-        model.save(tmp)
-        with zipfile.ZipFile(tmp, "a") as z:
-            z.writestr(CONTRACT_ENTRY, contract.to_json())
+    try:
+        with atomic_path(path) as tmp:
+            model.save(tmp)
+            with zipfile.ZipFile(tmp, "a") as z:
+                z.writestr(CONTRACT_ENTRY, contract.to_json())
+    except OSError as e:   # a full disk, a quota: one line; atomic_path left nothing behind
+        raise ModelFileError(f"{path}: cannot save the model ({e.strerror or e})") from None
     return path
 
 
