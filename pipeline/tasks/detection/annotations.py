@@ -91,14 +91,33 @@ def detect_format(root: Path) -> str:
                     "(COCO), Annotations/*.xml (VOC), data.yaml + labels/ (YOLO) or a .csv file")
 
 
+def entry_file(source: Path) -> tuple[Path, str | None, Path | None]:
+    """(data root, format, the file) when `source` is a file users point at instead of the folder:
+    a YOLO data.yaml (any name ending .yaml/.yml; its folder is the root) or a COCO instances JSON
+    (the folder above annotations/, or its own folder; that file alone is read, its name giving
+    the split); else (source, None, None)."""
+    if not source.is_file():
+        return source, None, None
+    if source.suffix.lower() in (".yaml", ".yml"):
+        return source.parent, "yolo", source
+    if source.suffix.lower() == ".json":
+        root = source.parent.parent if source.parent.name == "annotations" else source.parent
+        return root, "coco", source
+    raise DataError(f"{source}: data= takes a folder, a YOLO data.yaml or a COCO instances .json")
+
+
 def read_annotations(root: Path, fmt: str = "auto", skip_bad_files: bool = False) -> Found:
-    fmt = detect_format(root) if fmt == "auto" else fmt
+    root, implied, entry = entry_file(root)
+    if implied is not None and fmt not in ("auto", implied):
+        raise DataError(f"{entry}: a {implied} file, but data.format={fmt}")
+    fmt = implied or (detect_format(root) if fmt == "auto" else fmt)
     if fmt not in FORMATS:
         raise DataError(f"data.format must be auto or one of {', '.join(FORMATS)}, got {fmt!r}")
     if not root.is_dir():
         raise DataError(f"{root}: no such folder")
     skipper = Skipper(skip_bad_files)
-    found = {"coco": read_coco, "voc": read_voc, "yolo": read_yolo, "csv": read_csv}[fmt](root, skipper)
+    readers = {"coco": read_coco, "voc": read_voc, "yolo": read_yolo, "csv": read_csv}
+    found = readers[fmt](root, skipper, entry) if entry else readers[fmt](root, skipper)
     found.bad = skipper.bad
     for name, records in found.splits.items():
         if records and not any(len(r.boxes) for r in records):
@@ -223,8 +242,9 @@ def _coco_tables(path: Path, data: object) -> tuple[list, list, list]:
     return images, anns, cats
 
 
-def read_coco(root: Path, skipper: Skipper) -> Found:
-    files = sorted((root / "annotations").glob("*.json")) or sorted(root.glob("instances_*.json"))
+def read_coco(root: Path, skipper: Skipper, entry: Path | None = None) -> Found:
+    files = [entry] if entry else (sorted((root / "annotations").glob("*.json"))
+                                   or sorted(root.glob("instances_*.json")))
     splits: dict[str, list[Record]] = {}
     class_names: tuple[str, ...] | None = None
     for path in files:
@@ -373,8 +393,8 @@ def _yolo_labels(path: Path, num_classes: int) -> tuple[list, list, list]:
     return rows, labels, where
 
 
-def read_yolo(root: Path, skipper: Skipper) -> Found:
-    cfg_path = root / "data.yaml"
+def read_yolo(root: Path, skipper: Skipper, entry: Path | None = None) -> Found:
+    cfg_path = entry or root / "data.yaml"
     try:
         data = yaml.safe_load(_read_text(cfg_path, MAX_YAML_BYTES))
     except yaml.YAMLError as e:
