@@ -4,8 +4,9 @@
     ...                      # stage, convert, gate, publish
     lock.release()
 
-The lock is an advisory `flock` on `.<out>.lock` beside `out`: the kernel drops it when its
-process dies, however it dies (SIGKILL included), so a crashed export never blocks the next. While
+The lock is an advisory `flock` on `.<out>.lock` beside `out`, removed again on release: the
+kernel drops the lock when its process dies, however it dies (SIGKILL included), so a crashed
+export never blocks the next (its lock file is reused). While
 it is held no other export of `out` is alive, so every `.<out>.staging-*` left there is stale
 and is removed; a `.<out>.old-*` (the previous export, moved aside by a publish that was killed
 halfway) is put back when `out` is missing. Scratch folders (`cnn-export-<pid>-*` in the temp
@@ -48,7 +49,8 @@ class ExportLock:
 
     def release(self) -> None:
         if self.fd >= 0:
-            os.close(self.fd)   # closing the descriptor drops the flock
+            self.path.unlink(missing_ok=True)   # while still held: a newcomer sees it gone (lock_out)
+            os.close(self.fd)                   # closing the descriptor drops the flock
             self.fd = -1
 
     def __del__(self) -> None:
@@ -60,14 +62,22 @@ def lock_out(out: Path) -> ExportLock:
     import fcntl
 
     path = out.parent / f".{out.name}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-        os.close(fd)
-        raise ExportError(f"out={out}: another export (pid {holder}) is writing this folder; wait "
-                          "for it to finish or choose another out=") from None
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise ExportError(f"out={out}: another export (pid {holder}) is writing this folder; "
+                              "wait for it to finish or choose another out=") from None
+        try:
+            current = os.stat(path).st_ino
+        except FileNotFoundError:
+            current = None
+        if current == os.fstat(fd).st_ino:
+            break
+        os.close(fd)   # its holder released (and removed) it as we opened it: take the new one
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     lock = ExportLock(fd, path)

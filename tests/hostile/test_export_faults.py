@@ -111,3 +111,18 @@ def test_a_full_disk_during_training_is_one_line_and_leaves_no_model(tmp_path):
     assert "Traceback" not in proc.stderr
     assert lines[-1].startswith("error: ") and "model.keras" in lines[-1] and "too large" in lines[-1]
     assert not [p.name for p in out.rglob("*") if "model" in p.name]   # nothing partial
+
+
+def test_the_export_lock_is_exclusive_and_leaves_nothing(tmp_path):
+    from pipeline.export.errors import ExportError
+    from pipeline.export.staging import lock_out
+
+    out = tmp_path / "export"
+    (tmp_path / ".export.staging-dead").mkdir()                 # what a killed export left
+    first = lock_out(out)
+    assert not (tmp_path / ".export.staging-dead").exists()     # swept under the lock
+    with pytest.raises(ExportError, match=rf"out={out}: another export \(pid {os.getpid()}\)"):
+        lock_out(out)
+    first.release()
+    assert list(tmp_path.iterdir()) == []                       # the lock file goes with it
+    lock_out(out).release()
