@@ -104,7 +104,7 @@ def test_compares_two_artifacts_side_by_side(app, demo_runs_root):
     assert any(t.startswith("Top-1 agreement **1/1**") for t in md)
     facts_b = at.table[1].value
     rows = dict(zip(facts_b["fact"], facts_b["value"]))
-    assert rows["input"].startswith("uint8 [") and "scale" in rows["input"]
+    assert rows["input"].startswith(r"uint8 \[") and "scale" in rows["input"]   # Markdown-escaped
     assert rows["quantization"].startswith("weights int8, activations int8, calibrated on 32 images")
 
 
@@ -142,7 +142,7 @@ def test_uploaded_model_with_and_without_manifest(app, demo_runs_root):
     at = _upload_model(app(demo_runs_root), "model_int8_uint8io.tflite", data)
     assert not at.exception and not at.error
     facts = dict(zip(at.table[0].value["fact"], at.table[0].value["value"]))
-    assert facts["format"].startswith(r"tflite\_int8") and "no manifest check" in facts["sha256"]
+    assert facts["format"].startswith("tflite_int8") and "no manifest check" in facts["sha256"]
     at = upload_images(at, ("circle.png", (SAMPLES / "circle.png").read_bytes()))
     assert any(t.startswith("**A: circle**") for t in texts(at.markdown))
 

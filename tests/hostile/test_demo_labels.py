@@ -47,6 +47,7 @@ def test_plain_text_survives_markdown_unchanged():
     assert plain(HOSTILE) == r"!\[t\](http://127.0.0.1:9/track.png)"
     assert plain("<img src=x> $x$ *a* `c` a|b # h") == r"\<img src=x> \$x\$ \*a\* \`c\` a\|b \# h"
     assert plain("circle") == "circle" and plain("a\nb") == "a b"
+    assert plain("model_fp32.tflite") == "model_fp32.tflite" and plain("_x_") == r"\_x\_"
 
 
 def test_detector_score_slider_starts_at_the_serving_threshold(det_runs_root, app):
