@@ -16,14 +16,13 @@ label tools export):
 Splits a layout does not provide are cut from training by the loader (pipeline.tasks.detection.data).
 Every problem is a DataError naming the file and the line or object. Hostile folders are refused
 with one line too: an image path that leaves the data folder (absolute, `../`), duplicate ids,
-values of the wrong type, files or class lists over the bounds below (checked before reading or
-allocating).
+values of the wrong type, files or class lists over their bounds (pipeline.tasks.detection.untrusted:
+checked before reading or allocating).
 """
 from __future__ import annotations
 
 import csv
 import json
-import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,14 +32,19 @@ import yaml
 
 from pipeline.data.base import DataError
 from pipeline.tasks.detection.splits import SPLITS, Record
+from pipeline.tasks.detection.untrusted import (
+    MAX_CLASSES,
+    MAX_YAML_BYTES,
+    class_name,
+    coco_tables,
+    inside,
+    is_id,
+    is_num,
+    read_text,
+)
 from serving.images import is_image_file
 
 FORMATS = ("coco", "voc", "yolo", "csv")
-# bounds checked before reading or allocating (a hostile folder must not exhaust memory)
-MAX_CLASSES = 10_000                # LVIS has 1,203; a class id above this is a typo or an attack
-MAX_NAME = 200                      # characters in a class name
-MAX_TEXT_BYTES = 2 << 30            # an annotation file (COCO train2017's JSON is 448 MB)
-MAX_YAML_BYTES = 1 << 20            # data.yaml
 SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 
 
@@ -127,55 +131,11 @@ def read_annotations(root: Path, fmt: str = "auto", skip_bad_files: bool = False
     return found
 
 
-def _read_text(path: Path, limit: int = MAX_TEXT_BYTES) -> str:
-    try:
-        size = path.stat().st_size
-        if size > limit:
-            raise DataError(f"{path}: {size / 1e6:.1f} MB is over the {limit / 1e6:.0f} MB limit for "
-                            "this file")
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: unreadable label file ({type(e).__name__}: {e})") from None
-
-
-def _within(root: Path, path: Path) -> bool:
-    """Whether `path` stays inside `root` once `..` and absolute parts are applied (lexically: a
-    symlink the folder's owner placed inside it is followed, as any image is)."""
-    base = os.path.normpath(os.path.abspath(root))
-    return os.path.commonpath([base, os.path.normpath(os.path.abspath(path))]) == base
-
-
-def _inside(root: Path, path: Path, where: str, given: object) -> Path:
-    """`path` if it stays inside the data folder, else a DataError that says nothing of what is
-    outside (not whether it exists)."""
-    if not _within(root, path):
-        raise DataError(f"{where}: image path {str(given)!r} is outside the data folder {root} "
-                        "(refused: paths must be relative, inside the data folder)")
-    return path
-
-
 def _record(path: Path, rows: list[tuple[float, float, float, float]], labels: list[int],
             where: list[str], normalized: bool = False) -> Record:
     with np.errstate(over="ignore", invalid="ignore"):   # 1e308 -> inf: check_boxes names the box
         boxes = np.asarray(rows, np.float32).reshape(-1, 4)
     return Record(str(path), boxes, np.asarray(labels, np.int32), where, normalized)
-
-
-def _is_id(value: object) -> bool:
-    return isinstance(value, (int, str)) and not isinstance(value, bool)
-
-
-def _is_num(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _class_name(where: str, i: int, name: object) -> str:
-    if not isinstance(name, (str, int, float)) or isinstance(name, bool) or len(str(name)) > MAX_NAME:
-        raise DataError(f"{where}: class {i} must be a short name (text of at most {MAX_NAME} "
-                        f"characters), got a {type(name).__name__}")
-    return str(name)
 
 
 # ------------------------------------------------------------------ COCO
@@ -184,7 +144,7 @@ def _class_name(where: str, i: int, name: object) -> str:
 def _find_image(root: Path, split: str, file_name: str, where: str) -> Path:
     candidates = [base / file_name for base in (root / split, root / "images" / split, root / "images", root)]
     for c in candidates:   # all checked before any is looked at: nothing outside is touched
-        _inside(root, c, where, file_name)
+        inside(root, c, where, file_name)
     for c in candidates:
         if c.is_file():
             return c
@@ -197,10 +157,10 @@ def _coco_image(root: Path, stem: str, path: Path, im: dict, anns: list[dict],
     for a in anns:
         w = f"{path.name}: annotation id {a.get('id')} (image {im['file_name']})"
         cat = a.get("category_id")
-        if not _is_id(cat) or cat not in cat_index:
+        if not is_id(cat) or cat not in cat_index:
             raise DataError(f"{w}: unknown category_id {cat}")
         box = a.get("bbox")
-        if not isinstance(box, list) or len(box) != 4 or not all(_is_num(v) for v in box):
+        if not isinstance(box, list) or len(box) != 4 or not all(is_num(v) for v in box):
             raise DataError(f"{w}: bbox must be [x, y, width, height] numbers, got {str(box)[:80]}")
         x, y, bw, bh = (float(v) for v in box)
         rows.append((x, y, x + bw, y + bh))
@@ -208,38 +168,6 @@ def _coco_image(root: Path, stem: str, path: Path, im: dict, anns: list[dict],
         where.append(w)
     return _record(_find_image(root, stem, im["file_name"], f"{path}: image id {im['id']}"),
                    rows, labels, where)
-
-
-def _coco_tables(path: Path, data: object) -> tuple[list, list, list]:
-    """images, annotations, categories of a COCO file, each entry checked for its type."""
-    if not isinstance(data, dict) or "images" not in data or "categories" not in data:
-        raise DataError(f"{path}: not a COCO instances file (needs images and categories)")
-    images, anns, cats = data["images"], data.get("annotations", []), data["categories"]
-    for key, table in (("images", images), ("annotations", anns), ("categories", cats)):
-        if not isinstance(table, list) or not all(isinstance(e, dict) for e in table):
-            raise DataError(f"{path}: {key} must be a list of objects")
-    if len(cats) > MAX_CLASSES:
-        raise DataError(f"{path}: {len(cats)} categories is over the limit of {MAX_CLASSES}")
-    seen: set = set()
-    for c in cats:
-        if not isinstance(c.get("id"), int) or isinstance(c.get("id"), bool):
-            raise DataError(f"{path}: category id must be an integer, got {str(c.get('id'))[:40]}")
-        if c["id"] in seen:
-            raise DataError(f"{path}: duplicate category id {c['id']}")
-        seen.add(c["id"])
-        if "name" not in c:
-            raise DataError(f"{path}: category {c['id']} needs a name")
-        _class_name(f"{path}: categories", c["id"], c["name"])
-    seen = set()
-    for im in images:
-        if not _is_id(im.get("id")):
-            raise DataError(f"{path}: image id must be an integer or text, got {str(im.get('id'))[:40]}")
-        if im["id"] in seen:
-            raise DataError(f"{path}: duplicate image id {im['id']}")
-        seen.add(im["id"])
-        if not isinstance(im.get("file_name"), str) or not im["file_name"]:
-            raise DataError(f"{path}: image id {im['id']} needs a file_name (text)")
-    return images, anns, cats
 
 
 def read_coco(root: Path, skipper: Skipper, entry: Path | None = None) -> Found:
@@ -251,12 +179,12 @@ def read_coco(root: Path, skipper: Skipper, entry: Path | None = None) -> Found:
         stem = path.stem.removeprefix("instances_")
         split = split_of(stem) or "train"
         try:
-            data = json.loads(_read_text(path))
+            data = json.loads(read_text(path))
         except json.JSONDecodeError as e:
             raise DataError(f"{path}: not valid JSON ({e})") from None
         except RecursionError:
             raise DataError(f"{path}: not valid JSON (nested too deep)") from None
-        images, anns, cats = _coco_tables(path, data)
+        images, anns, cats = coco_tables(path, data)
         names = tuple(str(c["name"]) for c in sorted(cats, key=lambda c: c["id"]))
         if class_names is not None and names != class_names:
             raise DataError(f"{path}: categories differ from those of the other splits")
@@ -264,7 +192,7 @@ def read_coco(root: Path, skipper: Skipper, entry: Path | None = None) -> Found:
         cat_index = {c["id"]: i for i, c in enumerate(sorted(cats, key=lambda c: c["id"]))}
         by_image: dict[int, list[dict]] = {im["id"]: [] for im in images}
         for a in anns:
-            if not _is_id(a.get("image_id")) or a["image_id"] not in by_image:
+            if not is_id(a.get("image_id")) or a["image_id"] not in by_image:
                 raise DataError(f"{path}: annotation id {a.get('id')}: unknown image_id {a.get('image_id')}")
             by_image[a["image_id"]].append(a)
         records = [skipper(_coco_image, root, stem, path, im, by_image[im["id"]], cat_index)
@@ -279,7 +207,7 @@ def read_coco(root: Path, skipper: Skipper, entry: Path | None = None) -> Found:
 def _class_file(root: Path) -> tuple[str, ...] | None:
     for name in ("labels.txt", "classes.txt"):
         if (root / name).is_file():
-            return tuple(line.strip() for line in _read_text(root / name).splitlines() if line.strip())
+            return tuple(line.strip() for line in read_text(root / name).splitlines() if line.strip())
     return None
 
 
@@ -298,7 +226,7 @@ def _voc_object(path: Path, n: int, obj: ET.Element, names: dict[str, int]) -> t
 
 def _parse_xml(path: Path) -> ET.Element:
     try:
-        return ET.fromstring(_read_text(path))
+        return ET.fromstring(read_text(path))
     except ET.ParseError as e:
         raise DataError(f"{path}: unreadable label file (XML: {e})") from None
 
@@ -311,7 +239,7 @@ def _voc_record(root: Path, path: Path, tree: ET.Element, names: dict[str, int])
         labels.append(label)
         where.append(f"{path}: object {n}")
     file_name = tree.findtext("filename") or f"{path.stem}.jpg"
-    return _record(_inside(root, root / "JPEGImages" / file_name, str(path), file_name), rows, labels, where)
+    return _record(inside(root, root / "JPEGImages" / file_name, str(path), file_name), rows, labels, where)
 
 
 def read_voc(root: Path, skipper: Skipper) -> Found:
@@ -333,7 +261,7 @@ def read_voc(root: Path, skipper: Skipper) -> Found:
     if not listed:
         return Found("voc", class_names, {"train": list(records.values())})
     for split, p in listed.items():
-        for line_no, line in enumerate(_read_text(p).splitlines(), 1):
+        for line_no, line in enumerate(read_text(p).splitlines(), 1):
             if line.strip():
                 if line.split()[0] not in records:
                     if skipper.skip and (root / "Annotations" / f"{line.split()[0]}.xml").is_file():
@@ -356,7 +284,7 @@ def _yolo_names(path: Path, data: dict) -> tuple[str, ...]:
     if isinstance(names, list) and names:
         if len(names) > MAX_CLASSES:
             raise DataError(f"{path}: names: {len(names)} classes is over the limit of {MAX_CLASSES}")
-        return tuple(_class_name(f"{path}: names", i, n) for i, n in enumerate(names))
+        return tuple(class_name(f"{path}: names", i, n) for i, n in enumerate(names))
     raise DataError(f"{path}: needs `names:` (a list of class names or {{id: name}})")
 
 
@@ -374,7 +302,7 @@ def _yolo_labels(path: Path, num_classes: int) -> tuple[list, list, list]:
     rows, labels, where = [], [], []
     if not path.is_file():
         return rows, labels, where   # YOLO convention: no label file = background
-    for line_no, line in enumerate(_read_text(path).splitlines(), 1):
+    for line_no, line in enumerate(read_text(path).splitlines(), 1):
         parts = line.split()
         if not parts:
             continue
@@ -396,7 +324,7 @@ def _yolo_labels(path: Path, num_classes: int) -> tuple[list, list, list]:
 def read_yolo(root: Path, skipper: Skipper, entry: Path | None = None) -> Found:
     cfg_path = entry or root / "data.yaml"
     try:
-        data = yaml.safe_load(_read_text(cfg_path, MAX_YAML_BYTES))
+        data = yaml.safe_load(read_text(cfg_path, MAX_YAML_BYTES))
     except yaml.YAMLError as e:
         raise DataError(f"{cfg_path}: not valid YAML ({str(e).splitlines()[0]})") from None
     data = {} if data is None else data
@@ -414,7 +342,7 @@ def read_yolo(root: Path, skipper: Skipper, entry: Path | None = None) -> Found:
             continue
         if not isinstance(data[key], str):
             raise DataError(f"{cfg_path}: {key}: must be an image folder (text)")
-        folder = _inside(root, base / data[key], f"{cfg_path}: {key}", Path(given) / data[key])
+        folder = inside(root, base / data[key], f"{cfg_path}: {key}", Path(given) / data[key])
         if not folder.is_dir():
             raise DataError(f"{cfg_path}: {key}: {folder} is not a folder")
         label_dir = _yolo_labels_dir(folder)
@@ -455,7 +383,7 @@ def read_csv(root: Path, skipper: Skipper) -> Found:
     declared = _class_file(root)
     rows_by_file = []
     for path in files:
-        lines = list(csv.reader(_read_text(path).splitlines()))
+        lines = list(csv.reader(read_text(path).splitlines()))
         header = bool(lines) and len(lines[0]) > 2 and not _is_number(lines[0][2:3])
         rows_by_file.append((path, lines[1:] if header else lines, 2 if header else 1))
     ids = all(_is_int(r[1]) for _, lines, _ in rows_by_file for r in lines if len(r) > 1 and r[1])
@@ -493,7 +421,7 @@ def read_csv(root: Path, skipper: Skipper) -> Found:
         folder = root / "images" if (root / "images").is_dir() else root
         split = split_of(path.stem) or "train"
         splits.setdefault(split, []).extend(
-            _record(_inside(root, folder / name, str(path), name), *entry)
+            _record(inside(root, folder / name, str(path), name), *entry)
             for name, entry in per_image.items() if name not in bad)
     if not files:
         raise DataError(f"{root}: no .csv annotation file")
