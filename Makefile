@@ -8,7 +8,7 @@ MP     ?= .venv-mediapipe
 PIP_C  := -m pip install -q -c constraints.txt
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: setup setup-edge setup-mediapipe run test test-full test-edge test-all lint lock
+.PHONY: setup setup-edge setup-mediapipe run test test-full test-edge test-isa test-all lint lock
 setup: $(VENV)/.installed $(MP)/.installed
 setup-edge: $(EDGE)/.installed
 setup-mediapipe: $(MP)/.installed
@@ -44,6 +44,12 @@ test: test-full test-edge
 
 test-full: setup
 	$(PY) -m pytest -m "not slow" --durations=15
+
+# the quick suite with other CPUs' float kernels (oneDNN capped at AVX2, as on AMD EPYC, and
+# TensorFlow's oneDNN graph rewrites off, as on ARM): a test whose pass depends on how a trained
+# model's floats land shows up here before it does on a user's machine
+test-isa: setup
+	ONEDNN_MAX_CPU_ISA=AVX2 TF_ENABLE_ONEDNN_OPTS=0 $(PY) -m pytest -m "not slow" --durations=15
 
 # serving in the edge venv, on files exported by the full venv (tests/edge/conftest.py)
 test-edge: setup setup-edge

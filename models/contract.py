@@ -130,3 +130,5 @@ class DataContract:
             return cls.from_dict(json.loads(text))
         except json.JSONDecodeError as e:
             raise ContractError(f"contract is not valid JSON: {e}") from None
+        except RecursionError:
+            raise ContractError("contract is not valid JSON (nested too deep)") from None

@@ -15,6 +15,7 @@ from models.contract import ContractError, DataContract
 from models.factory import get_contract, set_contract
 
 CONTRACT_ENTRY = "contract.json"
+MAX_CONTRACT_BYTES = 1 << 20   # a contract is a few KB; a bigger entry is checked before inflating
 
 
 class ModelFileError(ValueError):
@@ -27,10 +28,13 @@ def save_model(model: Any, path: str | os.PathLike, contract: DataContract | Non
     path = Path(path)
     if path.suffix != ".keras":
         raise ModelFileError(f"{path}: model files must end in .keras")
-    with atomic_path(path) as tmp:
-        model.save(tmp)
-        with zipfile.ZipFile(tmp, "a") as z:
-            z.writestr(CONTRACT_ENTRY, contract.to_json())
+    try:
+        with atomic_path(path) as tmp:
+            model.save(tmp)
+            with zipfile.ZipFile(tmp, "a") as z:
+                z.writestr(CONTRACT_ENTRY, contract.to_json())
+    except OSError as e:   # a full disk, a quota: one line; atomic_path left nothing behind
+        raise ModelFileError(f"{path}: cannot save the model ({e.strerror or e})") from None
     return path
 
 
@@ -44,9 +48,18 @@ def read_contract(path: str | os.PathLike) -> DataContract:
             if CONTRACT_ENTRY not in z.namelist():
                 raise ModelFileError(f"{path}: has no {CONTRACT_ENTRY} (not saved by this "
                                      "pipeline); save it with models.save_model")
-            return DataContract.from_json(z.read(CONTRACT_ENTRY))
-    except zipfile.BadZipFile:
-        raise ModelFileError(f"{path}: not a .keras file (not a zip archive)") from None
+            size = z.getinfo(CONTRACT_ENTRY).file_size   # as the zip declares it ...
+            if size > MAX_CONTRACT_BYTES:
+                raise ModelFileError(f"{path}: {CONTRACT_ENTRY} inflates to {size} bytes, which is "
+                                     f"over the limit of {MAX_CONTRACT_BYTES}")
+            with z.open(CONTRACT_ENTRY) as f:   # ... and as it inflates (a lying header)
+                text = f.read(MAX_CONTRACT_BYTES + 1)
+            if len(text) > MAX_CONTRACT_BYTES:
+                raise ModelFileError(f"{path}: {CONTRACT_ENTRY} is over the limit of "
+                                     f"{MAX_CONTRACT_BYTES} bytes")
+            return DataContract.from_json(text)
+    except (zipfile.BadZipFile, EOFError, OSError) as e:
+        raise ModelFileError(f"{path}: not a .keras file (not a readable zip archive: {e})") from None
     except ContractError as e:
         raise ModelFileError(f"{path}: {e}") from None
 

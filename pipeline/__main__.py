@@ -115,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as e:   # a full disk, a quota, a vanished folder: one line, no traceback
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
+        return 1
     except ModuleNotFoundError as e:
         if (e.name or "").split(".")[0] not in TRAINING_STACK:
             raise

@@ -31,6 +31,17 @@ class TrainingDiverged(OptionError):
 _BOUND: dict[tuple[str, type, str], type] = {}
 
 
+def fit_verbosity(verbose: int, stream: Any = None) -> int:
+    """Keras' fit(verbose=) for the config's: its progress bar (1) only on a terminal; into a
+    file or a pipe (`make run > log`) it would write a \\r update per step, so one line per
+    epoch (2) there, as Ultralytics' logs do."""
+    import sys
+
+    stream = sys.stdout if stream is None else stream
+    tty = bool(getattr(stream, "isatty", lambda: False)())
+    return 2 if verbose == 1 and not tty else int(verbose)
+
+
 def bind(k: Any, mixin: type, base: str = "Callback") -> type:
     """The class `mixin` + k.callbacks.<base>, made once per Keras module."""
     key = (k.__name__, mixin, base)

@@ -28,7 +28,7 @@ from typing import Any
 from models import get_contract, load_model, save_model
 from models.atomic import write_json
 from pipeline import rundir
-from pipeline.callbacks import BestCheckpoint, EpochLog, bind, make_callbacks
+from pipeline.callbacks import BestCheckpoint, EpochLog, bind, fit_verbosity, make_callbacks
 from pipeline.config import save_config, to_dict
 from pipeline.data import natural_input_shape
 from pipeline.optim import LRCurve, keras_schedule, lr_curve, make_optimizer
@@ -44,6 +44,7 @@ from pipeline.train_config import (  # noqa: F401 (re-exported: pipeline.train i
     TrainResult,
 )
 from pipeline.transfer import backbone_layers, freeze, with_lr_multiplier
+from serving.native_logs import without_noise
 
 
 @contextlib.contextmanager
@@ -190,8 +191,10 @@ def train(cfg: TrainConfig, *, init: Initializer | None = None) -> TrainResult:
                                        before_log=task.epoch_callbacks(k, data, shape))
             if init is not None and init.callbacks:
                 callbacks = [*init.callbacks(k), *callbacks]
-            model.fit(train_ds, validation_data=val_ds, initial_epoch=start, epochs=phase.end,
-                      callbacks=callbacks, verbose=cfg.verbose, shuffle=False)   # dataset shuffles
+            with without_noise():   # TF's cost-estimator warnings at verbose=2 (serving.native_logs)
+                model.fit(train_ds, validation_data=val_ds, initial_epoch=start, epochs=phase.end,
+                          callbacks=callbacks, verbose=fit_verbosity(cfg.verbose),
+                          shuffle=False)   # the dataset shuffles
             if best.stopped_epoch is not None:
                 break
         last_weights = model.get_weights()

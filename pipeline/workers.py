@@ -16,6 +16,32 @@ def worker_env() -> dict[str, str]:
     return env
 
 
+def die_with_parent(parent: int | None) -> None:
+    """In a worker: end the moment the parent process `parent` dies, so a SIGKILLed CLI leaves no
+    worker writing on. Linux: the kernel sends SIGKILL (prctl PR_SET_PDEATHSIG), even while
+    native code holds the GIL; elsewhere a thread polls the parent pid."""
+    import sys
+    import threading
+    import time
+
+    if parent is None:
+        return
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != parent:   # it died before the line above
+        os._exit(137)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(137)
+
+    threading.Thread(target=watch, daemon=True, name="die-with-parent").start()
+
+
 def crash_message(rc: int, fmt: str | None, log: Path) -> str:
     what = f"killed by {signal.Signals(-rc).name}" if rc < 0 else f"exit status {rc}"
     lines = [s.strip() for s in log.read_text(errors="replace").splitlines() if s.strip()]

@@ -27,7 +27,7 @@ from serving.benchmark import format_table, run
 from serving.images import SUFFIXES, ImageError, is_image_file  # noqa: E402
 from serving.metadata import ArtifactError  # noqa: E402
 from serving.runtime import load
-from serving.tasks.detect import save_annotated
+from serving.tasks.detect import SCORE_THRESHOLD, output_stems, save_annotated
 from serving.tta import MODES
 
 
@@ -80,7 +80,7 @@ class BenchmarkConfig:
 class DetectConfig:
     model: str = ""            # a detector .tflite / .onnx / .keras file
     source: str = ""           # an image, a folder (searched recursively) or a glob pattern
-    score: float = 0.3         # drop boxes below this (a file keeps boxes above its own floor, 0.05)
+    score: float = SCORE_THRESHOLD   # drop boxes below this (a file keeps boxes above its own floor, 0.05)
     json: bool = False         # JSON lines (boxes in original pixels) instead of a table
     save: str = ""             # write <name>.png (boxes drawn) and <name>.json per image here
     threads: int | None = None
@@ -141,13 +141,17 @@ def detect(cfg: DetectConfig) -> int:
     files = expand_sources(cfg.source)
     if not files:
         raise OptionError(f"source={cfg.source}: no image files found (suffixes: {', '.join(SUFFIXES)})")
+    try:
+        stems = output_stems(files, cfg.save) if cfg.save else [None] * len(files)
+    except ValueError as e:
+        raise OptionError(str(e)) from None
     runner = load(cfg.model, manifest=_manifest(cfg.manifest), threads=cfg.threads)
     if runner.task != "detection":
         raise OptionError(f"model={cfg.model}: a {runner.contract.task} model; detect needs a detector")
     failed = 0
     if not cfg.json:
         print(f"{'file':<40} {'boxes':>6} {'ms':>8}  best")
-    for f in files:
+    for f, stem in zip(files, stems):
         try:
             (res,) = runner.detect([f], score=cfg.score)
         except ImageError as e:
@@ -155,7 +159,7 @@ def detect(cfg: DetectConfig) -> int:
             print(f"error: {e}", file=sys.stderr)
             continue
         if cfg.save:
-            save_annotated(f, res, Path(cfg.save))
+            save_annotated(f, res, Path(cfg.save), stem)
         if cfg.json:
             print(json.dumps(res.to_json()), flush=True)
         else:

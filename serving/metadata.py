@@ -44,6 +44,9 @@ REQUIRED = ("schema", "format", "contract", "input", "output")
 DIGEST_KEY = "content_sha256"
 _UNSEALED = "0" * 64
 ONNX_METADATA_PROPS = 14   # ModelProto.metadata_props (onnx.proto); entries: key = 1, value = 2
+# FlatBuffers and protobuf both address at most 2 GiB; a bigger .tflite/.onnx (or a sparse file
+# posing as one) is refused from its size before a byte is read
+MAX_MODEL_BYTES = 2 << 30
 
 
 class ArtifactError(ValueError):
@@ -122,6 +125,9 @@ def _decode(raw: bytes, where: str) -> dict[str, Any]:
         meta = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ArtifactError(f"{where}: artifact metadata {METADATA_KEY!r} is not valid JSON ({e})") from None
+    except RecursionError:
+        raise ArtifactError(f"{where}: artifact metadata {METADATA_KEY!r} is not valid JSON (nested "
+                            "too deep)") from None
     return validate_metadata(meta, where)
 
 
@@ -160,13 +166,31 @@ def verify_seal(data: bytes, meta: Mapping[str, Any], where: str) -> None:
                             f"{actual[:12]}..., its metadata says {claimed[:12]}...")
 
 
-def _load_bytes(path_or_bytes: str | os.PathLike | bytes) -> tuple[bytes, str]:
+def check_size(path: str | os.PathLike) -> int:
+    """The size of a model file; ArtifactError when missing or over MAX_MODEL_BYTES."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"{path}: no such model file")
+    size = path.stat().st_size
+    if size > MAX_MODEL_BYTES:
+        raise ArtifactError(f"{path}: {size / 2**30:.2f} GiB is over the limit of "
+                            f"{MAX_MODEL_BYTES / 2**30:.0f} GiB for a model file")
+    return size
+
+
+def _load_bytes(path_or_bytes: str | os.PathLike | bytes, magic: bytes | None = None
+                ) -> tuple[bytes, str]:
+    """The file's bytes, read only once its size (and its 4-byte identifier at offset 4, when
+    `magic` is given) passed."""
     if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
         return bytes(path_or_bytes), "<tflite bytes>"
     path = Path(path_or_bytes)
-    if not path.is_file():
-        raise ArtifactError(f"{path}: no such model file")
-    return path.read_bytes(), str(path)
+    check_size(path)
+    with open(path, "rb") as f:
+        if magic is not None and f.read(8)[4:8] != magic:
+            raise ArtifactError(f"{path}: not a TFLite flatbuffer (no {magic.decode()} identifier)")
+        f.seek(0)
+        return f.read(), str(path)
 
 
 # --- TFLite ------------------------------------------------------------------------------
@@ -181,7 +205,7 @@ def _tflite_root(buf: bytes, where: str) -> Any:
 
 def read_tflite_metadata(path_or_bytes: str | os.PathLike | bytes) -> dict[str, Any] | None:
     """The embedded document, or None when the file has no METADATA_KEY entry."""
-    buf, where = _load_bytes(path_or_bytes)
+    buf, where = _load_bytes(path_or_bytes, TFLITE_IDENTIFIER)
     try:
         model = _tflite_root(buf, where)
         for i in range(model.MetadataLength()):
@@ -254,17 +278,22 @@ def embed_onnx_metadata(onnx_model_proto: Any, meta: Mapping[str, Any]) -> bytes
     return seal(onnx_model_proto.SerializeToString())
 
 
-def _onnx_metadata_props(buf: bytes, where: str) -> dict[str, str]:
-    """ModelProto.metadata_props read from the protobuf wire format (no `onnx` package)."""
+def proto_fields(data: bytes) -> Any:
+    """The fields of a protobuf message as an UnknownFieldSet (field_number, wire_type, data),
+    without its schema."""
     from google.protobuf import empty_pb2
-    from google.protobuf.message import DecodeError
     from google.protobuf.unknown_fields import UnknownFieldSet
 
-    def fields(data: bytes) -> Any:
-        msg = empty_pb2.Empty()   # no fields declared: every field lands in the unknown set
-        msg.ParseFromString(data)
-        return UnknownFieldSet(msg)
+    msg = empty_pb2.Empty()   # no fields declared: every field lands in the unknown set
+    msg.ParseFromString(data)
+    return UnknownFieldSet(msg)
 
+
+def _onnx_metadata_props(buf: bytes, where: str) -> dict[str, str]:
+    """ModelProto.metadata_props read from the protobuf wire format (no `onnx` package)."""
+    from google.protobuf.message import DecodeError
+
+    fields = proto_fields
     props = {}
     try:
         for f in fields(buf):

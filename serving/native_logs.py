@@ -24,6 +24,9 @@ from collections.abc import Iterator
 # absl INFO ("I1201 09:11:07.123 1234 file.cc:31] ..."), absl's own banner, TFLite's "INFO: ..."
 INFO_LINE = re.compile(r"^(I\d{4} [\d:.]+\s+\d+ \S+:\d+\] |INFO: |WARNING: All log messages "
                        r"before absl::InitializeLog\(\) is called are written to STDERR)")
+# grappler's cost estimator on ops it has no model for (CropAndResize: detection augmentation),
+# twice per epoch, at any TF_CPP_MIN_LOG_LEVEL below 2: never actionable
+NOISE_LINE = re.compile(r"^W\d{4} [\d:.]+\s+\d+ op_level_cost_estimator\.cc:\d+\] ")
 _lock = threading.Lock()   # one redirection at a time (the demo serves from several threads)
 
 
@@ -57,6 +60,47 @@ def filtered() -> Iterator[None]:
             if rest:
                 sys.stderr.write(rest)
                 sys.stderr.flush()
+
+
+def _level() -> int:
+    try:
+        return int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0").strip() or 0)
+    except ValueError:
+        return 0
+
+
+@contextlib.contextmanager
+def without_noise() -> Iterator[None]:
+    """Drop NOISE_LINE lines from what native code writes to stderr while the block runs (a
+    training), passing every other line on as it comes. Nothing to do when TensorFlow already
+    hides its warnings (TF_CPP_MIN_LOG_LEVEL >= 2, the CLIs' default)."""
+    if _level() >= 2:
+        yield
+        return
+    sys.stderr.flush()
+    read_end, write_end = os.pipe()
+    saved = os.dup(2)
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def pump() -> None:
+        with os.fdopen(read_end, "rb") as src:
+            for line in src:
+                if not NOISE_LINE.match(line.decode("utf-8", "replace")):
+                    try:
+                        os.write(saved, line)
+                    except OSError:
+                        return
+
+    thread = threading.Thread(target=pump, daemon=True, name="stderr-filter")
+    thread.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)          # the pipe's last write end closes: the pump reads to its end
+        thread.join(timeout=5)
+        os.close(saved)
 
 
 def import_tensorflow() -> None:

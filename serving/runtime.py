@@ -23,7 +23,7 @@ from models.contract import DataContract
 from serving import preprocess
 from serving.backends import Backend, backend_for, merge_spec, open_backend
 from serving.manifest import find_entry, read_manifest, verify_file
-from serving.metadata import ArtifactError, read_metadata
+from serving.metadata import ArtifactError, check_size, read_metadata
 from serving.tasks import classify as classification
 from serving.tasks import open_head
 from serving.tasks.classify import ClassifierHead, Prediction
@@ -156,6 +156,8 @@ def load(path: str | os.PathLike, *, manifest: str | os.PathLike | None = "auto"
     kernels: for a .tflite file, LiteRT's "xnnpack" (default), "builtin" or "reference" kernels."""
     path = Path(path)
     backend_for(path)   # an unknown suffix fails first, listing the supported ones
+    if path.suffix.lower() != ".keras":   # .tflite/.onnx: bounded before anything reads them
+        check_size(path)
     if not path.is_file():
         raise ArtifactError(f"{path}: no such model file")
     checked = _check_manifest(path, manifest)

@@ -104,7 +104,7 @@ def test_compares_two_artifacts_side_by_side(app, demo_runs_root):
     assert any(t.startswith("Top-1 agreement **1/1**") for t in md)
     facts_b = at.table[1].value
     rows = dict(zip(facts_b["fact"], facts_b["value"]))
-    assert rows["input"].startswith("uint8 [") and "scale" in rows["input"]
+    assert rows["input"].startswith(r"uint8 \[") and "scale" in rows["input"]   # Markdown-escaped
     assert rows["quantization"].startswith("weights int8, activations int8, calibrated on 32 images")
 
 

@@ -66,9 +66,10 @@ def test_detector_facts_and_its_scene_samples(app, det_runs_root):
     assert facts["NMS in the file"] == ("score > 0.1, IoU > 0.45 suppresses, at most 20 boxes "
                                         "(NonMaxSuppressionV5, class-aware)")
     assert facts["output"].startswith("boxes (1, K, 4)")
-    # scenes for a detector, never the one-shape samples; the sliders start at the file's own values
+    # scenes for a detector, never the one-shape samples; the score slider starts where `serving
+    # detect` filters (0.3, above the file's floor), the IoU slider at the file's own value
     assert at.multiselect(key="samples").options == ["scene_a.png", "scene_b.png", "scene_c.png"]
-    assert at.slider(key="score").value == 0.1 and at.slider(key="iou").value == 0.45
+    assert at.slider(key="score").value == 0.3 and at.slider(key="iou").value == 0.45
     assert "only be stricter" in at.slider(key="iou").help
     assert any("NMS inside the file (A: score > 0.1, IoU 0.45)" in c.value for c in at.caption)
 
@@ -104,6 +105,7 @@ def test_detector_sliders_act_on_the_files_boxes(app, det_runs_root):
     at = _det_app(app, det_runs_root)
     at.multiselect(key="samples").select("scene_a.png").select("scene_b.png").select("scene_c.png")
     at = upload_images(at, ("mirrored.png", mirrored.getvalue()))
+    at.slider(key="score").set_value(0.1).run()                # the file's floor: all its boxes
     assert not at.exception and not at.error
     base = [len(t) for t in _box_tables(at)]
     assert sum(base) > 3

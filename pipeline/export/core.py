@@ -35,6 +35,7 @@ from pipeline.export.errors import ExportError, GateError
 from pipeline.export.formats import FORMATS, check_request, formats_for
 from pipeline.export.job import reference_paths
 from pipeline.export.sources import Run, load_images, resolve_run
+from pipeline.export.staging import lock_out, scratch_prefix
 from pipeline.tasks import get_task
 from pipeline.workers import ROOT, crash_message, worker_env
 from serving.manifest import sha256_file, write_manifest
@@ -137,14 +138,15 @@ def export(cfg: ExportConfig) -> ExportResult:
               "config": run.config, "compression": run.compression}
 
     out.parent.mkdir(parents=True, exist_ok=True)
+    lock = lock_out(out)   # one export of `out` at a time; what killed ones left is swept
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
     umask = os.umask(0)
     os.umask(umask)
     staging.chmod(0o777 & ~umask)   # mkdtemp's 0700 would make the published folder private
-    scratch = Path(tempfile.mkdtemp(prefix="cnn-export-"))
+    scratch = Path(tempfile.mkdtemp(prefix=scratch_prefix()))
     try:
         job = {"model": str(run.model_path.resolve()), "staging": str(staging),
-               "scratch": str(scratch), "items": items,
+               "scratch": str(scratch), "items": items, "parent": os.getpid(),
                "source": source, "test": str(scratch / "test.npy"),
                "reference": str(scratch / "reference.npy"), "calibration": None,
                "calibration_info": images.calibration_info if n_calib else None,
@@ -187,6 +189,7 @@ def export(cfg: ExportConfig) -> ExportResult:
         raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        lock.release()
     if cfg.verbose:
         print(_summary(rows, task.summary_columns))
         print(f"wrote {len(rows)} files, manifest.json and {CONFIG_NAME} to {out}")

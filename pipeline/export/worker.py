@@ -32,6 +32,7 @@ from pipeline.export.errors import ExportError, first_line
 from pipeline.export.formats import FORMATS, quantization_record
 from pipeline.export.job import reference_paths
 from pipeline.tasks import Task, get_task
+from pipeline.workers import die_with_parent
 from serving.metadata import build_metadata, tensor_spec
 
 FAMILIES = {"tflite": tflite, "onnx": onnx}   # FormatSpec.family -> its converter module
@@ -125,6 +126,7 @@ def main(argv: list[str]) -> int:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     job = json.loads(Path(argv[0]).read_text())
+    die_with_parent(job.get("parent"))
     return run_job(job, events)
 
 

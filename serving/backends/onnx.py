@@ -12,12 +12,37 @@ from typing import Any
 import numpy as np
 
 from serving.backends import Backend, TensorSpec
-from serving.metadata import ArtifactError
+from serving.metadata import ArtifactError, check_size, proto_fields
 
 # onnxruntime's type strings -> numpy dtype names
 ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16",
              "tensor(uint8)": "uint8", "tensor(int8)": "int8",
              "tensor(int32)": "int32"}
+
+
+# where TensorProtos sit in an ONNX model (onnx.proto field numbers), to find external data
+_CHILDREN = {
+    "model": {7: "graph", 25: "function"},
+    "graph": {1: "node", 5: "tensor", 15: "sparse"},
+    "function": {7: "node"},
+    "node": {5: "attribute"},
+    "attribute": {5: "tensor", 6: "graph", 10: "tensor", 11: "graph", 22: "sparse"},
+    "sparse": {1: "tensor", 2: "tensor"},
+    "tensor": {},
+}
+_TENSOR_EXTERNAL_DATA, _TENSOR_DATA_LOCATION = 13, 14   # TensorProto.external_data, .data_location
+
+
+def has_external_data(data: bytes, kind: str = "model") -> bool:
+    """Whether any tensor of the serialized message keeps its values in another file."""
+    for f in proto_fields(data):
+        if kind == "tensor" and (f.field_number == _TENSOR_EXTERNAL_DATA or (
+                f.field_number == _TENSOR_DATA_LOCATION and f.wire_type == 0 and f.data == 1)):
+            return True
+        child = _CHILDREN[kind].get(f.field_number)
+        if child and f.wire_type == 2 and has_external_data(f.data, child):
+            return True
+    return False
 
 
 def _spec(arg: Any, where: str) -> TensorSpec:
@@ -41,10 +66,20 @@ class OnnxBackend(Backend):
         opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
+        if not isinstance(source, bytes):
+            check_size(source)
+            with open(source, "rb") as f:
+                source = f.read()   # the bytes checked are the bytes run
         try:
-            self._session = ort.InferenceSession(
-                source if isinstance(source, bytes) else str(source), sess_options=opts,
-                providers=["CPUExecutionProvider"])
+            external = has_external_data(source)
+        except Exception as e:  # protobuf's DecodeError on a damaged file
+            raise ArtifactError(f"{where}: not a readable ONNX model ({type(e).__name__}: {e})") from None
+        if external:   # ONNX Runtime would read them from beside the file, or from the cwd
+            raise ArtifactError(f"{where}: ONNX external data (tensors kept in another file) is refused: "
+                                "the seal and the manifest cover this file alone; export it as one file")
+        try:
+            self._session = ort.InferenceSession(source, sess_options=opts,
+                                                 providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
             raise ArtifactError(f"{where}: onnxruntime cannot load this model "
                                 f"({type(e).__name__}: {e})") from None

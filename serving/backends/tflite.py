@@ -61,8 +61,9 @@ class TFLiteBackend(Backend):
                     self._interp = Interpreter(model_path=str(Path(source)), num_threads=self.threads,
                                                experimental_op_resolver_type=resolver)
                 self._interp.allocate_tensors()
-        except ValueError as e:  # LiteRT reports unreadable models as ValueError
-            raise ArtifactError(f"{where}: LiteRT cannot load this model ({e})") from None
+        except (ValueError, RuntimeError) as e:  # unreadable: ValueError; unresolved op: RuntimeError
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise ArtifactError(f"{where}: LiteRT cannot load this model ({first})") from None
         ins, outs = self._interp.get_input_details(), self._interp.get_output_details()
         if len(ins) != 1 or len(outs) not in (1, 4):
             raise ArtifactError(f"{where}: expected one input and one output tensor (four for a "

@@ -48,11 +48,12 @@ from serving.demo.settings import (
     TOPK,
     DemoError,
     one_line,
+    plain,
     runs_root,
 )
 from serving.images import ImageError
 from serving.samples import found, list_samples, read_scenes, sample_label, samples_for
-from serving.tasks.detect import draw_detections
+from serving.tasks.detect import SCORE_THRESHOLD, draw_detections
 
 SLOTS = ("A", "B")
 FROM_RUNS, FROM_UPLOAD = "Exported runs", "Upload a file"
@@ -97,7 +98,7 @@ def load_artifact(art: Artifact) -> DemoModel | None:
     try:
         return _cached_model(str(art.path), _fingerprint(art.path), "auto", f"{art.run}/{art.file}")
     except LOAD_ERRORS as e:
-        st.error(one_line(e))
+        st.error(plain(one_line(e)))
         return None
 
 
@@ -117,7 +118,7 @@ def load_upload() -> DemoModel | None:
     try:
         return _cached_upload(upload_key(data, man_data), up.name, data, man_data)
     except LOAD_ERRORS as e:
-        st.error(one_line(e))
+        st.error(plain(one_line(e)))
         return None
 
 
@@ -128,7 +129,7 @@ def choose_models(root: Path) -> list[DemoModel]:
     catalog = scan_runs(root)
     sb.caption(f"runs root: `{root}` · {len(catalog.artifacts)} exported files")
     for problem in catalog.problems:
-        sb.warning(problem)
+        sb.warning(plain(problem))
     source = sb.radio("Model source", [FROM_RUNS, FROM_UPLOAD], key="source", horizontal=True)
     arts = catalog.artifacts
     models: list[DemoModel] = []
@@ -158,9 +159,9 @@ def show_facts(models: Sequence[DemoModel]) -> None:
     st.subheader("Model" if len(models) == 1 else "Models")
     for slot, model, col in zip(SLOTS, models, st.columns(len(models))):
         with col:
-            st.markdown(f"**{slot} · {model.name}**")
+            st.markdown(f"**{slot} · {plain(model.name)}**")
             facts = model_facts(model)
-            st.table({"fact": [k for k, _ in facts], "value": [v for _, v in facts]}, hide_index=True)
+            st.table({"fact": [k for k, _ in facts], "value": [plain(v) for _, v in facts]}, hide_index=True)
 
 
 # --- images ---------------------------------------------------------------------------------
@@ -180,7 +181,8 @@ def choose_images(samples_dir: Path, models: Sequence[DemoModel] = ()
     samples = {n: samples[n] for n in every if n in samples} if models else every
     if every and not samples:
         shown = sorted({sample_label(n) for n in every if n not in scenes})
-        right.caption(f"No built-in sample shows one of this model's labels ({', '.join(labels[:6])}"
+        right.caption(f"No built-in sample shows one of this model's labels "
+                      f"({', '.join(map(plain, labels[:6]))}"
                       f"{', ...' if len(labels) > 6 else ''}); the samples are "
                       f"{', '.join(shown)}{' and circle/square/triangle scenes' if scenes else ''}. "
                       "Upload your own images.")
@@ -195,11 +197,12 @@ def choose_images(samples_dir: Path, models: Sequence[DemoModel] = ()
 
 def show_classification(slot: str, answer: dict[str, Any]) -> None:
     views = {"flip": " · TTA: 2 views", "flip_crop": " · TTA: 10 views"}.get(answer.get("tta", "none"), "")
-    st.markdown(f"**{slot}: {answer['label']}** · {answer['score']:.1%} · "
+    st.markdown(f"**{slot}: {plain(answer['label'])}** · {answer['score']:.1%} · "
                 f"latency {answer['latency_ms']:.2f} ms (model {answer['model_ms']:.2f} ms){views}")
     labels = [label for label, _ in answer["topk"]]
     probs = [p for _, p in answer["topk"]]
-    st.table({"label": labels, "probability": [f"{p:.4f}" for p in probs]}, hide_index=True)
+    st.table({"label": [plain(label) for label in labels], "probability": [f"{p:.4f}" for p in probs]},
+             hide_index=True)
     st.bar_chart({"label": labels, "probability": probs}, x="label", y="probability",
                  horizontal=True, sort=False, height=70 + 30 * len(labels))
 
@@ -215,7 +218,7 @@ def show_detections(image: Image.Image, result: dict[str, Any], labels: Sequence
     st.image(draw_detections(*enlarged(image, det), labels),
              caption=f"{len(rows)} boxes (score > {score_threshold:.2f}, NMS IoU {iou_threshold:.2f})")
     if rows:
-        st.table({"label": [r["label"] for r in rows], "score": [f"{r['score']:.3f}" for r in rows],
+        st.table({"label": [plain(r["label"]) for r in rows], "score": [f"{r['score']:.3f}" for r in rows],
                   "box x0,y0,x1,y1": [", ".join(f"{v:g}" for v in r["box"]) for r in rows]},
                  hide_index=True)
     buf = io.BytesIO()
@@ -234,7 +237,7 @@ def answer_one(slot: str, model: DemoModel, name: str, data: bytes, preview: Ima
             if shown.size != (raw["width"], raw["height"]):   # boxes are in the decoded image's pixels
                 raise DemoError(f"{name}: decoded as {raw['width']}x{raw['height']}, previewed as "
                                 f"{shown.width}x{shown.height}")
-            st.markdown(f"**{slot}: {model.name}** · latency {raw['latency_ms']:.2f} ms "
+            st.markdown(f"**{slot}: {plain(model.name)}** · latency {raw['latency_ms']:.2f} ms "
                         f"(model {raw['model_ms']:.2f} ms)")
             rows = show_detections(shown, raw, model.labels, key=key, **settings["detection"])
             answer = {"model": model.name, "detections": rows, "latency_ms": round(raw["latency_ms"], 3),
@@ -249,7 +252,7 @@ def answer_one(slot: str, model: DemoModel, name: str, data: bytes, preview: Ima
         show_classification(slot, answer)
         return answer
     except LOAD_ERRORS as e:
-        st.error(f"{slot}: {one_line(e)}")
+        st.error(f"{slot}: {plain(one_line(e))}")
         return {"model": model.name, "error": one_line(e)}
 
 
@@ -261,14 +264,15 @@ def run_images(models: Sequence[DemoModel], images: list[tuple[str, bytes, dict[
             try:
                 preview = check_image(name, data)
             except ImageError as e:
-                st.error(str(e))
+                st.error(plain(one_line(e)))
                 rows.append({"image": name, "error": str(e)})
                 continue
             cols = st.columns([1] + [2] * len(models))
-            cols[0].image(preview.convert("RGB"), caption=f"{name} · {preview.width}×{preview.height}",
+            cols[0].image(preview.convert("RGB"), caption=f"{plain(name)} · {preview.width}×{preview.height}",
                           width="stretch")   # the column's width: tiny inputs enlarged, big ones shrunk
             if truth is not None:
-                cols[0].caption("ground truth: " + ", ".join(o["label"] for o in truth.get("objects", [])))
+                cols[0].caption("ground truth: " + ", ".join(plain(o["label"])
+                                                             for o in truth.get("objects", [])))
             answers = []
             for slot, model, col in zip(SLOTS, models, cols[1:]):
                 with col:
@@ -290,10 +294,10 @@ def show_comparison(models: Sequence[DemoModel], rows: list[dict[str, Any]]) -> 
         return
     st.subheader(f"A vs B on {len(pairs)} images")
     same = [r["answers"][0]["label"] == r["answers"][1]["label"] for r in pairs]
-    st.table({"image": [r["image"] for r in pairs],
-              "A": [f"{r['answers'][0]['label']} {r['answers'][0]['score']:.3f}" for r in pairs],
+    st.table({"image": [plain(r["image"]) for r in pairs],
+              "A": [f"{plain(r['answers'][0]['label'])} {r['answers'][0]['score']:.3f}" for r in pairs],
               "A ms": [f"{r['answers'][0]['latency_ms']:.2f}" for r in pairs],
-              "B": [f"{r['answers'][1]['label']} {r['answers'][1]['score']:.3f}" for r in pairs],
+              "B": [f"{plain(r['answers'][1]['label'])} {r['answers'][1]['score']:.3f}" for r in pairs],
               "B ms": [f"{r['answers'][1]['latency_ms']:.2f}" for r in pairs],
               "same top-1": ["yes" if s else "NO" for s in same]}, hide_index=True)
     mean = [sum(r["answers"][k]["latency_ms"] for r in pairs) / len(pairs) for k in (0, 1)]
@@ -307,10 +311,10 @@ def show_detection_comparison(pairs: list[dict[str, Any]]) -> None:
     st.subheader(f"A vs B on {len(pairs)} images")
     a, b = ([r["answers"][k]["detections"] for r in pairs] for k in (0, 1))
     shared = [found(x, y) for x, y in zip(a, b)]
-    st.table({"image": [r["image"] for r in pairs],
-              "A boxes": [", ".join(d["label"] for d in x) or "-" for x in a],
+    st.table({"image": [plain(r["image"]) for r in pairs],
+              "A boxes": [", ".join(plain(d["label"]) for d in x) or "-" for x in a],
               "A ms": [f"{r['answers'][0]['latency_ms']:.2f}" for r in pairs],
-              "B boxes": [", ".join(d["label"] for d in y) or "-" for y in b],
+              "B boxes": [", ".join(plain(d["label"]) for d in y) or "-" for y in b],
               "B ms": [f"{r['answers'][1]['latency_ms']:.2f}" for r in pairs],
               "A's boxes B also gives": [f"{s}/{len(x)}" for s, x in zip(shared, a)]}, hide_index=True)
     mean = [sum(r["answers"][k]["latency_ms"] for r in pairs) / len(pairs) for k in (0, 1)]
@@ -334,16 +338,20 @@ def sidebar_settings(models: Sequence[DemoModel]) -> dict[str, Any]:
     detectors = [m for m in models if m.task == "detection"]
     if detectors:
         baked = [file_nms(m) for m in detectors]
-        score = max(float(n.get("score_threshold", 0.0)) for n in baked)
+        floor = max(float(n.get("score_threshold", 0.0)) for n in baked)
+        score = max(floor, SCORE_THRESHOLD)   # where `serving detect` filters; the floor stays reachable
         iou = min(float(n.get("iou_threshold", 1.0)) for n in baked)
         own = "; ".join(f"{slot}: score > {n.get('score_threshold', '?')}, IoU {n.get('iou_threshold', '?')}"
                         for slot, n in zip(SLOTS, baked))
+        own = plain(own)
         sb.caption(f"NMS inside the file ({own}): the sliders act on the boxes it returns.")
         detection = {
             "score_threshold": sb.slider(
                 "Score threshold", 0.0, 1.0, score, 0.01, key="score",
-                help="keeps the file's boxes scoring above this. The file already dropped every box at "
-                     f"or below its own threshold ({own}), so lower values bring nothing back."),
+                help=f"keeps the file's boxes scoring above this; starts at {SCORE_THRESHOLD}, where "
+                     "`python -m serving detect` filters (lower values show the file's weaker boxes). The "
+                     f"file already dropped every box at or below its own threshold ({own}), so values "
+                     "below that bring nothing back."),
             "iou_threshold": sb.slider(
                 "NMS IoU threshold", 0.05, 1.0, iou, 0.01, key="iou",
                 help="runs NMS again (serving.nms: ONNX Runtime's NonMaxSuppression, class-aware) on "
@@ -363,7 +371,7 @@ def main(argv: Sequence[str], *, app_dir: str | os.PathLike) -> None:
     try:
         root = runs_root(argv, os.environ, app_dir / "runs")
     except DemoError as e:
-        st.error(str(e))
+        st.error(plain(str(e)))
         return
     models = choose_models(root)
     if not models:

@@ -30,6 +30,28 @@ class DemoError(ValueError):
 LOAD_ERRORS = (ValueError, RuntimeError, OSError)
 
 
+# what turns text into markup in Streamlit's Markdown (st.markdown, captions, st.error, st.table
+# cells): links and images ([), HTML and autolinks (<), Streamlit's :color[...] directives ([),
+# $LaTeX$, emphasis, code, tables, headings. The rest (. - > ( ) ! :) has no effect once these are
+# escaped, and stays unescaped so numbers and file names read the same in the page's source; so
+# does an underscore inside a word (model_fp32), which CommonMark never reads as emphasis.
+_MARKDOWN = frozenset("\\`*_[]<$~|#")
+
+
+def plain(text: object) -> str:
+    """`text` as itself in any Markdown the page renders: each Markdown character is
+    backslash-escaped (CommonMark drops the backslash again), newlines become spaces. Labels,
+    file and image names come from model files and uploads: a label such as
+    ![t](http://host/x.png) must never become an image every visitor's browser fetches."""
+    text = " ".join(str(text).splitlines())
+    return "".join("\\" + c if c in _MARKDOWN and not (c == "_" and _inside_word(text, i)) else c
+                   for i, c in enumerate(text))
+
+
+def _inside_word(text: str, i: int) -> bool:
+    return 0 < i < len(text) - 1 and text[i - 1].isalnum() and text[i + 1].isalnum()
+
+
 def one_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return text[0] if text else type(e).__name__

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,6 +124,10 @@ PALETTE = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 1
            (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))
 
 
+SCORE_THRESHOLD = 0.3   # what `serving detect` and the demo show by default; a file keeps boxes
+                        # above its own lower floor (0.05), for mAP and for whoever wants them
+
+
 def label_text(class_id: int, label_names: Sequence[str]) -> str:
     return label_names[class_id] if 0 <= class_id < len(label_names) else f"class {class_id}"
 
@@ -151,9 +156,33 @@ def draw_detections(image: Image.Image | np.ndarray, det: Mapping[str, np.ndarra
     return img
 
 
-def save_annotated(source: Any, result: Detections, out_dir: Any) -> tuple[Any, Any]:
+def output_stems(files: list[Any], out_dir: Any) -> list[str]:
+    """One output name per input for save_annotated: its stem, numbered (photo, photo-2, ...)
+    where two inputs share one (a/photo.jpg, b/photo.jpg). ValueError when an output
+    (<stem>.png, <stem>.json in out_dir) would be one of the inputs: never write over an input."""
+    out = Path(out_dir)
+    inputs = {os.path.realpath(f) for f in files}
+    taken: set[str] = set()
+    stems = []
+    for f in files:
+        stem, n = Path(f).stem, 1
+        while stem in taken:
+            n += 1
+            stem = f"{Path(f).stem}-{n}"
+        taken.add(stem)
+        stems.append(stem)
+        for suffix in (".png", ".json"):
+            if os.path.realpath(out / f"{stem}{suffix}") in inputs:
+                raise ValueError(f"save={out_dir}: would write over the input {out / (stem + suffix)}; "
+                                 "save into another folder")
+    return stems
+
+
+def save_annotated(source: Any, result: Detections, out_dir: Any, stem: str | None = None
+                   ) -> tuple[Any, Any]:
     """Write <stem>.png (the original image with its boxes drawn) and <stem>.json
-    (result.to_json()) into out_dir, atomically; returns both paths."""
+    (result.to_json()) into out_dir, atomically; returns both paths. stem: the name from
+    output_stems (default: the source's stem)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     img = open_image(source).convert("RGB")
@@ -161,7 +190,7 @@ def save_annotated(source: Any, result: Detections, out_dir: Any) -> tuple[Any, 
                                   "labels": result.classes}, result.labels_all)
     buf = io.BytesIO()
     drawn.save(buf, format="PNG")
-    stem = Path(result.file).stem
+    stem = stem or Path(result.file).stem
     png = write_bytes(out / f"{stem}.png", buf.getvalue())
     js = write_bytes(out / f"{stem}.json", json.dumps(result.to_json(), indent=2).encode())
     return png, js

@@ -14,7 +14,10 @@ label tools export):
         or an id into labels.txt (names found are the classes when there is none); a row with only
         a filename is a background image
 Splits a layout does not provide are cut from training by the loader (pipeline.tasks.detection.data).
-Every problem is a DataError naming the file and the line or object.
+Every problem is a DataError naming the file and the line or object. Hostile folders are refused
+with one line too: an image path that leaves the data folder (absolute, `../`), duplicate ids,
+values of the wrong type, files or class lists over their bounds (pipeline.tasks.detection.untrusted:
+checked before reading or allocating).
 """
 from __future__ import annotations
 
@@ -29,6 +32,16 @@ import yaml
 
 from pipeline.data.base import DataError
 from pipeline.tasks.detection.splits import SPLITS, Record
+from pipeline.tasks.detection.untrusted import (
+    MAX_CLASSES,
+    MAX_YAML_BYTES,
+    class_name,
+    coco_tables,
+    inside,
+    is_id,
+    is_num,
+    read_text,
+)
 from serving.images import is_image_file
 
 FORMATS = ("coco", "voc", "yolo", "csv")
@@ -82,41 +95,60 @@ def detect_format(root: Path) -> str:
                     "(COCO), Annotations/*.xml (VOC), data.yaml + labels/ (YOLO) or a .csv file")
 
 
+def entry_file(source: Path) -> tuple[Path, str | None, Path | None]:
+    """(data root, format, the file) when `source` is a file users point at instead of the folder:
+    a YOLO data.yaml (any name ending .yaml/.yml; its folder is the root) or a COCO instances JSON
+    (the folder above annotations/, or its own folder; that file alone is read, its name giving
+    the split); else (source, None, None)."""
+    if not source.is_file():
+        return source, None, None
+    if source.suffix.lower() in (".yaml", ".yml"):
+        return source.parent, "yolo", source
+    if source.suffix.lower() == ".json":
+        root = source.parent.parent if source.parent.name == "annotations" else source.parent
+        return root, "coco", source
+    raise DataError(f"{source}: data= takes a folder, a YOLO data.yaml or a COCO instances .json")
+
+
 def read_annotations(root: Path, fmt: str = "auto", skip_bad_files: bool = False) -> Found:
-    fmt = detect_format(root) if fmt == "auto" else fmt
+    root, implied, entry = entry_file(root)
+    if implied is not None and fmt not in ("auto", implied):
+        raise DataError(f"{entry}: a {implied} file, but data.format={fmt}")
+    fmt = implied or (detect_format(root) if fmt == "auto" else fmt)
     if fmt not in FORMATS:
         raise DataError(f"data.format must be auto or one of {', '.join(FORMATS)}, got {fmt!r}")
     if not root.is_dir():
         raise DataError(f"{root}: no such folder")
     skipper = Skipper(skip_bad_files)
-    found = {"coco": read_coco, "voc": read_voc, "yolo": read_yolo, "csv": read_csv}[fmt](root, skipper)
+    readers = {"coco": read_coco, "voc": read_voc, "yolo": read_yolo, "csv": read_csv}
+    found = readers[fmt](root, skipper, entry) if entry else readers[fmt](root, skipper)
     found.bad = skipper.bad
+    for name, records in found.splits.items():
+        if records and not any(len(r.boxes) for r in records):
+            hint = " (YOLO labels go in labels/<split>/ beside images/<split>/)" if fmt == "yolo" else ""
+            raise DataError(f"{root}: the {name} split has {len(records)} images but no boxes in its "
+                            f"{fmt} annotations{hint}")
     return found
-
-
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: unreadable label file ({type(e).__name__}: {e})") from None
 
 
 def _record(path: Path, rows: list[tuple[float, float, float, float]], labels: list[int],
             where: list[str], normalized: bool = False) -> Record:
-    return Record(str(path), np.asarray(rows, np.float32).reshape(-1, 4), np.asarray(labels, np.int32),
-                  where, normalized)
+    with np.errstate(over="ignore", invalid="ignore"):   # 1e308 -> inf: check_boxes names the box
+        boxes = np.asarray(rows, np.float32).reshape(-1, 4)
+    return Record(str(path), boxes, np.asarray(labels, np.int32), where, normalized)
 
 
 # ------------------------------------------------------------------ COCO
 
 
-def _find_image(root: Path, split: str, file_name: str) -> Path:
-    for base in (root / split, root / "images" / split, root / "images", root):
-        if (base / file_name).is_file():
-            return base / file_name
-    return root / split / file_name   # missing: the decoder names it
+def _find_image(root: Path, split: str, file_name: str, where: str) -> Path:
+    candidates = [base / file_name for base in (root / split, root / "images" / split, root / "images", root)]
+    for c in candidates:   # all checked before any is looked at: nothing outside is touched
+        inside(root, c, where, file_name)
+    for c in candidates:
+        if c.is_file():
+            return c
+    return candidates[0]   # missing: the decoder names it
 
 
 def _coco_image(root: Path, stem: str, path: Path, im: dict, anns: list[dict],
@@ -124,32 +156,35 @@ def _coco_image(root: Path, stem: str, path: Path, im: dict, anns: list[dict],
     rows, labels, where = [], [], []
     for a in anns:
         w = f"{path.name}: annotation id {a.get('id')} (image {im['file_name']})"
-        if a.get("category_id") not in cat_index:
-            raise DataError(f"{w}: unknown category_id {a.get('category_id')}")
-        try:
-            x, y, bw, bh = (float(v) for v in a["bbox"])
-        except (KeyError, TypeError, ValueError):
-            raise DataError(f"{w}: bbox must be [x, y, width, height]") from None
+        cat = a.get("category_id")
+        if not is_id(cat) or cat not in cat_index:
+            raise DataError(f"{w}: unknown category_id {cat}")
+        box = a.get("bbox")
+        if not isinstance(box, list) or len(box) != 4 or not all(is_num(v) for v in box):
+            raise DataError(f"{w}: bbox must be [x, y, width, height] numbers, got {str(box)[:80]}")
+        x, y, bw, bh = (float(v) for v in box)
         rows.append((x, y, x + bw, y + bh))
-        labels.append(cat_index[a["category_id"]])
+        labels.append(cat_index[cat])
         where.append(w)
-    return _record(_find_image(root, stem, im["file_name"]), rows, labels, where)
+    return _record(_find_image(root, stem, im["file_name"], f"{path}: image id {im['id']}"),
+                   rows, labels, where)
 
 
-def read_coco(root: Path, skipper: Skipper) -> Found:
-    files = sorted((root / "annotations").glob("*.json")) or sorted(root.glob("instances_*.json"))
+def read_coco(root: Path, skipper: Skipper, entry: Path | None = None) -> Found:
+    files = [entry] if entry else (sorted((root / "annotations").glob("*.json"))
+                                   or sorted(root.glob("instances_*.json")))
     splits: dict[str, list[Record]] = {}
     class_names: tuple[str, ...] | None = None
     for path in files:
         stem = path.stem.removeprefix("instances_")
         split = split_of(stem) or "train"
         try:
-            data = json.loads(_read_text(path))
-            images, anns, cats = data["images"], data.get("annotations", []), data["categories"]
+            data = json.loads(read_text(path))
         except json.JSONDecodeError as e:
             raise DataError(f"{path}: not valid JSON ({e})") from None
-        except (KeyError, TypeError) as e:
-            raise DataError(f"{path}: not a COCO instances file (missing {e})") from None
+        except RecursionError:
+            raise DataError(f"{path}: not valid JSON (nested too deep)") from None
+        images, anns, cats = coco_tables(path, data)
         names = tuple(str(c["name"]) for c in sorted(cats, key=lambda c: c["id"]))
         if class_names is not None and names != class_names:
             raise DataError(f"{path}: categories differ from those of the other splits")
@@ -157,7 +192,7 @@ def read_coco(root: Path, skipper: Skipper) -> Found:
         cat_index = {c["id"]: i for i, c in enumerate(sorted(cats, key=lambda c: c["id"]))}
         by_image: dict[int, list[dict]] = {im["id"]: [] for im in images}
         for a in anns:
-            if a.get("image_id") not in by_image:
+            if not is_id(a.get("image_id")) or a["image_id"] not in by_image:
                 raise DataError(f"{path}: annotation id {a.get('id')}: unknown image_id {a.get('image_id')}")
             by_image[a["image_id"]].append(a)
         records = [skipper(_coco_image, root, stem, path, im, by_image[im["id"]], cat_index)
@@ -172,7 +207,7 @@ def read_coco(root: Path, skipper: Skipper) -> Found:
 def _class_file(root: Path) -> tuple[str, ...] | None:
     for name in ("labels.txt", "classes.txt"):
         if (root / name).is_file():
-            return tuple(line.strip() for line in _read_text(root / name).splitlines() if line.strip())
+            return tuple(line.strip() for line in read_text(root / name).splitlines() if line.strip())
     return None
 
 
@@ -191,7 +226,7 @@ def _voc_object(path: Path, n: int, obj: ET.Element, names: dict[str, int]) -> t
 
 def _parse_xml(path: Path) -> ET.Element:
     try:
-        return ET.fromstring(_read_text(path))
+        return ET.fromstring(read_text(path))
     except ET.ParseError as e:
         raise DataError(f"{path}: unreadable label file (XML: {e})") from None
 
@@ -204,7 +239,7 @@ def _voc_record(root: Path, path: Path, tree: ET.Element, names: dict[str, int])
         labels.append(label)
         where.append(f"{path}: object {n}")
     file_name = tree.findtext("filename") or f"{path.stem}.jpg"
-    return _record(root / "JPEGImages" / file_name, rows, labels, where)
+    return _record(inside(root, root / "JPEGImages" / file_name, str(path), file_name), rows, labels, where)
 
 
 def read_voc(root: Path, skipper: Skipper) -> Found:
@@ -226,7 +261,7 @@ def read_voc(root: Path, skipper: Skipper) -> Found:
     if not listed:
         return Found("voc", class_names, {"train": list(records.values())})
     for split, p in listed.items():
-        for line_no, line in enumerate(_read_text(p).splitlines(), 1):
+        for line_no, line in enumerate(read_text(p).splitlines(), 1):
             if line.strip():
                 if line.split()[0] not in records:
                     if skipper.skip and (root / "Annotations" / f"{line.split()[0]}.xml").is_file():
@@ -242,17 +277,32 @@ def read_voc(root: Path, skipper: Skipper) -> Found:
 def _yolo_names(path: Path, data: dict) -> tuple[str, ...]:
     names = data.get("names")
     if isinstance(names, dict):
-        return tuple(str(names[k]) for k in sorted(names))
+        if sorted(names, key=str) != sorted(range(len(names)), key=str) or \
+                not all(isinstance(k, int) for k in names):
+            raise DataError(f"{path}: names: ids must be 0..N-1, got {', '.join(map(str, names))[:80]}")
+        names = [names[i] for i in range(len(names))]
     if isinstance(names, list) and names:
-        return tuple(str(n) for n in names)
+        if len(names) > MAX_CLASSES:
+            raise DataError(f"{path}: names: {len(names)} classes is over the limit of {MAX_CLASSES}")
+        return tuple(class_name(f"{path}: names", i, n) for i, n in enumerate(names))
     raise DataError(f"{path}: needs `names:` (a list of class names or {{id: name}})")
+
+
+def _yolo_labels_dir(folder: Path) -> Path:
+    """images/<split> -> labels/<split>: the last path component named `images` (the YOLO rule),
+    never a substring of another name (myimages_set/)."""
+    parts = folder.parts
+    if "images" not in parts:
+        return folder
+    i = len(parts) - 1 - parts[::-1].index("images")
+    return Path(*parts[:i], "labels", *parts[i + 1:])
 
 
 def _yolo_labels(path: Path, num_classes: int) -> tuple[list, list, list]:
     rows, labels, where = [], [], []
     if not path.is_file():
         return rows, labels, where   # YOLO convention: no label file = background
-    for line_no, line in enumerate(_read_text(path).splitlines(), 1):
+    for line_no, line in enumerate(read_text(path).splitlines(), 1):
         parts = line.split()
         if not parts:
             continue
@@ -271,24 +321,31 @@ def _yolo_labels(path: Path, num_classes: int) -> tuple[list, list, list]:
     return rows, labels, where
 
 
-def read_yolo(root: Path, skipper: Skipper) -> Found:
-    cfg_path = root / "data.yaml"
+def read_yolo(root: Path, skipper: Skipper, entry: Path | None = None) -> Found:
+    cfg_path = entry or root / "data.yaml"
     try:
-        data = yaml.safe_load(_read_text(cfg_path)) or {}
+        data = yaml.safe_load(read_text(cfg_path, MAX_YAML_BYTES))
     except yaml.YAMLError as e:
         raise DataError(f"{cfg_path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise DataError(f"{cfg_path}: must be a mapping (path:, train:, val:, names:), "
+                        f"got a {type(data).__name__}")
     names = _yolo_names(cfg_path, data)
-    given = Path(str(data.get("path", ".")))
-    base = given if given.is_absolute() else root / given
+    given = data.get("path", ".")
+    if not isinstance(given, str):
+        raise DataError(f"{cfg_path}: path: must be a folder name")
+    base = root / given      # an absolute path: replaces root, and is refused below as outside
     splits: dict[str, list[Record]] = {}
     for key in ("train", "val", "test"):
         if not data.get(key):
             continue
-        folder = base / str(data[key])
+        if not isinstance(data[key], str):
+            raise DataError(f"{cfg_path}: {key}: must be an image folder (text)")
+        folder = inside(root, base / data[key], f"{cfg_path}: {key}", Path(given) / data[key])
         if not folder.is_dir():
             raise DataError(f"{cfg_path}: {key}: {folder} is not a folder")
-        label_dir = Path(str(folder).replace(f"{Path('images')}", "labels", 1)) \
-            if "images" in folder.parts else folder
+        label_dir = _yolo_labels_dir(folder)
         records = []
         for img in sorted(p for p in folder.iterdir() if is_image_file(p)):
             found = skipper(_yolo_labels, label_dir / f"{img.stem}.txt", len(names))
@@ -326,14 +383,20 @@ def read_csv(root: Path, skipper: Skipper) -> Found:
     declared = _class_file(root)
     rows_by_file = []
     for path in files:
-        lines = list(csv.reader(_read_text(path).splitlines()))
+        lines = list(csv.reader(read_text(path).splitlines()))
         header = bool(lines) and len(lines[0]) > 2 and not _is_number(lines[0][2:3])
         rows_by_file.append((path, lines[1:] if header else lines, 2 if header else 1))
     ids = all(_is_int(r[1]) for _, lines, _ in rows_by_file for r in lines if len(r) > 1 and r[1])
     if declared:
         class_names = declared
     elif ids:
-        top = max([int(r[1]) for _, lines, _ in rows_by_file for r in lines if len(r) > 1 and r[1]] + [0])
+        top = 0
+        for path, lines, first in rows_by_file:
+            for line_no, r in enumerate(lines, first):
+                if len(r) > 1 and r[1] and int(r[1]) >= MAX_CLASSES:
+                    raise DataError(f"{path}:{line_no}: class id {int(r[1])} is over the limit of "
+                                    f"{MAX_CLASSES} classes (labels.txt names them)")
+                top = max(top, int(r[1])) if len(r) > 1 and r[1] else top
         class_names = tuple(f"class_{i}" for i in range(top + 1))
     else:
         class_names = tuple(sorted({r[1].strip() for _, lines, _ in rows_by_file for r in lines
@@ -358,7 +421,8 @@ def read_csv(root: Path, skipper: Skipper) -> Found:
         folder = root / "images" if (root / "images").is_dir() else root
         split = split_of(path.stem) or "train"
         splits.setdefault(split, []).extend(
-            _record(folder / name, *entry) for name, entry in per_image.items() if name not in bad)
+            _record(inside(root, folder / name, str(path), name), *entry)
+            for name, entry in per_image.items() if name not in bad)
     if not files:
         raise DataError(f"{root}: no .csv annotation file")
     return Found("csv", class_names, splits)

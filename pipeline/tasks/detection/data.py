@@ -36,7 +36,8 @@ def check_boxes(record: Record, width: int, height: int) -> np.ndarray:
     """Pixel boxes of a record -> normalised corners; DataError naming the box on a bad one."""
     boxes = record.boxes.astype(np.float64).reshape(-1, 4)
     if record.normalized:
-        boxes = boxes * (width, height, width, height)
+        with np.errstate(over="ignore", invalid="ignore"):   # 1e308 * width -> inf, named below
+            boxes = boxes * (width, height, width, height)
     for i, (x0, y0, x1, y1) in enumerate(boxes):
         where = record.where[i] if i < len(record.where) else record.path
         if not np.isfinite([x0, y0, x1, y1]).all():

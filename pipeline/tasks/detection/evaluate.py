@@ -131,7 +131,10 @@ def plot_pr_curves(pr: dict[str, list[float]], dest: str | os.PathLike, *, title
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower left")
+    if pr:
+        ax.legend(fontsize=7, loc="lower left")
+    else:   # no class with ground truth: say so instead of an empty legend (and matplotlib's warning)
+        ax.text(0.5, 0.5, "no ground-truth boxes", ha="center", va="center", color="0.4")
     ax.set_title(title or "precision-recall at IoU 0.5", fontsize=9)
     fig.tight_layout()
     save_figure(fig, dest)
