@@ -141,27 +141,30 @@ def scores_graph(raw: Any, settings: DetectionSettings) -> tuple[Any, Any]:
 
 
 def dfl_distances(dist: Any, reg_max: int) -> Any:
-    """(..., 4 * R) bin logits -> (..., 4) expected distances in bins (softmax, sum p_i * i)."""
+    """(..., 4 * R) bin logits -> (..., 4) expected distances in bins: softmax, then sum p_i * i as
+    one matrix product with the constant (0..R-1) column (int8 files: one FULLY_CONNECTED that
+    accumulates in int32, not a MUL + SUM that rounds every product to 8 bits)."""
     import tensorflow as tf
 
-    shape = tf.concat([tf.shape(dist)[:-1], [4, reg_max]], 0)
-    p = tf.nn.softmax(tf.reshape(dist, shape), axis=-1)                  # (..., 4, R)
-    return tf.reduce_sum(p * tf.range(reg_max, dtype=tf.float32), axis=-1)
+    lead = tf.shape(dist)[:-1]
+    p = tf.nn.softmax(tf.reshape(dist, [-1, reg_max]), axis=-1)           # (N * 4, R)
+    d = tf.matmul(p, tf.range(reg_max, dtype=tf.float32)[:, None])        # (N * 4, 1)
+    return tf.reshape(d, tf.concat([lead, [4]], 0))
 
 
 def boxes_graph(box_raw: Any, a_xy: Any, a_wh: Any, settings: DetectionSettings) -> Any:
     """box_raw (A, box_channels), anchor centres and sizes (A, 2) -> corners (A, 4) clipped 0..1."""
     import tensorflow as tf
 
-    if settings.encoding == "ltrb_dfl":
-        ltrb = dfl_distances(box_raw, settings.reg_max)                   # (A, 4) strides
-        lo, hi = a_xy - ltrb[:, :2] * a_wh, a_xy + ltrb[:, 2:] * a_wh
-    else:
-        v0, v1 = settings.variances
-        xy = box_raw[:, :2] * v0 * a_wh + a_xy                            # (A, 2) centres
-        wh = tf.exp(tf.minimum(box_raw[:, 2:4] * v1, MAX_LOG_SIZE)) * a_wh   # (A, 2) sizes
-        lo, hi = xy - wh / 2, xy + wh / 2
-    return tf.clip_by_value(tf.concat([lo, hi], -1), 0.0, 1.0)
+    if settings.encoding == "ltrb_dfl":   # clipped as a_xy -/+ min(distance, room to the border):
+        d = dfl_distances(box_raw, settings.reg_max) * tf.tile(a_wh, [1, 2])   # (A, 4), the same
+        lo = a_xy - tf.minimum(d[:, :2], a_xy)           # as clip(corner, 0, 1), but every tensor
+        hi = a_xy + tf.minimum(d[:, 2:], 1.0 - a_xy)     # stays in 0..1 (int8 files: 1/255 steps)
+        return tf.concat([lo, hi], -1)
+    v0, v1 = settings.variances
+    xy = box_raw[:, :2] * v0 * a_wh + a_xy                                # (A, 2) centres
+    wh = tf.exp(tf.minimum(box_raw[:, 2:4] * v1, MAX_LOG_SIZE)) * a_wh     # (A, 2) sizes
+    return tf.clip_by_value(tf.concat([xy - wh / 2, xy + wh / 2], -1), 0.0, 1.0)
 
 
 def detect_graph(raw: Any, settings: DetectionSettings, anchors: np.ndarray | None = None
