@@ -273,3 +273,60 @@ def test_yolo_targets_are_the_padded_ground_truth():
     assert x.shape == (3, SIZE, SIZE, 3) and y.shape == (3, 2, 5)
     np.testing.assert_allclose(y[0].numpy(), [[0.1, 0.1, 0.5, 0.5, 2], [0, 0, 0, 0, -1]], atol=1e-6)
     np.testing.assert_allclose(y[1, :, 4].numpy(), [-1, -1])
+
+
+# ------------------------------------------------------------------ export
+
+
+@pytest.fixture(scope="module")
+def yolo_files(tmp_path_factory):
+    """A tiny yolo (random weights; prior 0.3 so that many cells pass the 0.2 score floor and
+    NMS has work to do) converted to tflite_fp32, tflite_int8 and onnx by the export worker."""
+    import keras
+
+    from models import save_model
+    from tests.conftest import convert_detector
+
+    keras.utils.set_random_seed(0)
+    root = tmp_path_factory.mktemp("yolo_export")
+    save_model(_yolo(prior=0.3, score_threshold=0.2, max_detections=20), root / "model.keras")
+    return convert_detector(root / "model.keras", root, ("tflite_fp32", "tflite_int8", "onnx"))
+
+
+@pytest.mark.parametrize("fmt", ["tflite_fp32", "tflite_int8"])
+def test_yolo_tflite_has_builtin_ops_only_and_nms_inside(yolo_files, fmt):
+    from serving.tflite_inspect import op_names
+
+    ops = op_names(yolo_files[fmt].read_bytes())
+    assert "NON_MAX_SUPPRESSION_V5" in ops
+    assert not [o for o in ops if o.startswith("CUSTOM") or "FLEX" in o], ops
+
+
+def test_yolo_onnx_has_non_max_suppression(yolo_files):
+    import onnx
+
+    proto = onnx.load(str(yolo_files["onnx"]))
+    assert any(n.op_type == "NonMaxSuppression" for n in proto.graph.node)
+
+
+# random weights: near-tied scores that int8 may flip, so its boxes are compared by place only
+@pytest.mark.parametrize("fmt,share,iou", [("tflite_fp32", 0.95, 0.9), ("onnx", 0.95, 0.9),
+                                           ("tflite_int8", 0.3, 0.5)])
+def test_yolo_files_detect_what_keras_detects(yolo_files, fmt, share, iou):
+    import serving
+    from pipeline.tasks.detection.parity import reproduced
+
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 60, (4, SIZE, SIZE, 3), dtype=np.uint8)
+    for img in images:
+        x0, y0 = rng.integers(0, SIZE // 2, 2)
+        img[y0:y0 + 24, x0:x0 + 24] = rng.integers(100, 255, 3)
+    ref = serving.load(yolo_files["keras"], manifest=None).detect_batch(images)
+    got = serving.load(yolo_files[fmt], manifest=None).detect_batch(images)
+    assert all(len(s) > 0 for _, s, _ in ref)
+    if fmt == "tflite_int8":
+        ref = [(b, s, np.zeros_like(c)) for b, s, c in ref]
+        got = [(b, s, np.zeros_like(c)) for b, s, c in got]
+    assert reproduced(ref, got, iou) >= share
+    if fmt != "tflite_int8":
+        np.testing.assert_allclose(np.sort(got[0][1]), np.sort(ref[0][1]), atol=1e-4)
