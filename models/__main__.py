@@ -1,7 +1,8 @@
 """python -m models list | summary NAME [input_shape=H,W,C] [num_classes=N] [option=value ...]
 
 `summary ssd backbone=mobilenetv2 head=ssdlite ...` summarises a detector (models.detector),
-with its anchors per image."""
+with its anchors per image; `summary yolo backbone=resnet18 width=0.25 ...` (models.yolo) with
+its cells per scale."""
 from __future__ import annotations
 
 import argparse
@@ -50,6 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.name in DETECTORS:
         settings = get_contract(model).detection
         spec = settings.anchor_spec
+        if settings.encoding == "ltrb_dfl":   # yolo: one anchor point per cell of each S x S grid
+            strides = [f"{s:g}" for s in spec["strides"]]
+            cells = ", ".join(f"{h}x{w} (stride {s})" for (h, w), s in zip(spec["feature_maps"], strides))
+            print(f"{settings.num_anchors:,} anchor points per image (cells per scale: {cells}); "
+                  f"boxes: distances to the 4 sides, {settings.reg_max} DFL bins each; sigmoid scores")
+            return 0
         maps = ", ".join(f"{h}x{w}x{n}" for (h, w), n in zip(spec["feature_maps"],
                                                               spec["anchors_per_pixel"]))
         print(f"anchors per image: {settings.num_anchors:,} "

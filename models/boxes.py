@@ -11,6 +11,8 @@ paper (Liu et al. 2016, "SSD: Single Shot MultiBox Detector"):
   (one (A, G) IoU matrix, an argmax each way and one scatter: no Python loop over anchors);
 - `encode_offsets` / `decode_offsets` (d2l 14.4.3, SSD eq. 2): centre offsets divided by the
   anchor size and log size ratios, scaled by the variances (0.1, 0.2);
+- `ciou` (Zheng et al. 2020) and `task_aligned_assign` (Feng et al. 2021, TOOD; YOLOv8's
+  assigner): the YOLO detector's box loss and its anchor-point labelling (models.yolo);
 - `iou_numpy`: pairwise_iou's numpy twin for code without TensorFlow.
 Prediction (decode + NMS, d2l 14.4.4) is models.decoder: the one decoder of evaluation, the
 exported files, serving and the demo.
@@ -57,15 +59,43 @@ def box_area(boxes):
     return tf.maximum(boxes[..., 2] - boxes[..., 0], 0.0) * tf.maximum(boxes[..., 3] - boxes[..., 1], 0.0)
 
 
+def box_iou(a, b):
+    """IoU of boxes a (..., 4) and b (..., 4), corners, broadcasting -> (...)."""
+    tf = _tf()
+    a, b = tf.convert_to_tensor(a, tf.float32), tf.convert_to_tensor(b, tf.float32)
+    lo = tf.maximum(a[..., :2], b[..., :2])                         # (..., 2)
+    hi = tf.minimum(a[..., 2:], b[..., 2:])                         # (..., 2)
+    inter = tf.reduce_prod(tf.maximum(hi - lo, 0.0), axis=-1)       # (...)
+    union = box_area(a) + box_area(b) - inter
+    return inter / tf.maximum(union, EPS)
+
+
 def pairwise_iou(a, b):
     """IoU of every box in a (N, 4) with every box in b (M, 4), corners -> (N, M) (d2l box_iou)."""
     tf = _tf()
     a, b = tf.convert_to_tensor(a, tf.float32), tf.convert_to_tensor(b, tf.float32)
-    lo = tf.maximum(a[:, None, :2], b[None, :, :2])                 # (N, M, 2)
-    hi = tf.minimum(a[:, None, 2:], b[None, :, 2:])                 # (N, M, 2)
-    inter = tf.reduce_prod(tf.maximum(hi - lo, 0.0), axis=-1)       # (N, M)
-    union = box_area(a)[:, None] + box_area(b)[None, :] - inter
-    return inter / tf.maximum(union, EPS)
+    return box_iou(a[:, None, :], b[None, :, :])
+
+
+def ciou(a, b):
+    """Complete IoU (Zheng et al. 2020, "Distance-IoU Loss") of boxes a, b (..., 4) corners,
+    broadcasting -> (...): IoU - rho^2 / c^2 - alpha * v, rho the distance between the centres, c
+    the diagonal of the smallest box enclosing both, v = 4 / pi^2 (atan(w_b / h_b) -
+    atan(w_a / h_a))^2 the aspect-ratio term, alpha = v / (1 - IoU + v) (no gradient, as the
+    paper). 1 for equal boxes, down to -1 for distant ones; 1 - ciou is the box loss."""
+    import math
+
+    tf = _tf()
+    a, b = tf.convert_to_tensor(a, tf.float32), tf.convert_to_tensor(b, tf.float32)
+    iou = box_iou(a, b)
+    enclose = tf.maximum(a[..., 2:], b[..., 2:]) - tf.minimum(a[..., :2], b[..., :2])     # (..., 2)
+    c2 = tf.reduce_sum(enclose ** 2, axis=-1) + EPS
+    rho2 = tf.reduce_sum(((a[..., :2] + a[..., 2:]) - (b[..., :2] + b[..., 2:])) ** 2, axis=-1) / 4
+    wa, ha = a[..., 2] - a[..., 0], a[..., 3] - a[..., 1]
+    wb, hb = b[..., 2] - b[..., 0], b[..., 3] - b[..., 1]
+    v = 4 / math.pi ** 2 * (tf.atan(wb / (hb + EPS)) - tf.atan(wa / (ha + EPS))) ** 2
+    alpha = tf.stop_gradient(v / (v - iou + 1 + EPS))
+    return iou - rho2 / c2 - alpha * v
 
 
 # ------------------------------------------------------------------ anchors
@@ -178,6 +208,58 @@ def multibox_target(anchors, gt_boxes, gt_labels, iou_threshold: float = 0.5,
     labels = tf.concat([tf.reshape(tf.cast(gt_labels, tf.int32), [-1]), [0]], axis=0)
     cls = tf.where(pos, tf.gather(labels, safe) + 1, 0)                           # (A,)
     return tf.concat([offsets, tf.cast(cls, tf.float32)[:, None]], axis=-1)
+
+
+def task_aligned_assign(scores, pred_boxes, points, sides, gt_boxes, gt_labels, *, topk: int = 10,
+                        alpha: float = 0.5, beta: float = 6.0, radius: float = 2.5):
+    """Task-aligned assignment (Feng et al. 2021, "TOOD", as YOLOv8 uses it) of a batch's
+    anchor points to its ground truths -> target boxes (B, A, 4), soft target scores (B, A, C),
+    foreground mask (B, A) bool. All (B, M, A) tensors, no loop over boxes or points.
+
+    scores (B, A, C) predicted class probabilities and pred_boxes (B, A, 4) predicted corners
+    (no gradient flows through the assignment); points (A, 2) the cell centres and sides (A, 2)
+    the cells' anchor-box sides (the strides), normalised; gt_boxes (B, M, 4) corners, gt_labels
+    (B, M) int, padding rows labelled -1. Per ground truth:
+      candidates: the points inside the box, the box widened about its centre to at least
+        `radius` cells per axis at each point's scale (so a box smaller than a cell still has
+        points; YOLOX's centre radius);
+      alignment t = s^alpha * IoU^beta (s the predicted score of the box's class, IoU of the
+        predicted box), and the `topk` candidates with the highest t are its positives;
+      a point claimed by several boxes goes to the one its predicted box overlaps most;
+      soft target of a positive: t / max t of its box * max IoU of its box (an IoU-aware score,
+        the best point of a well-predicted box aims at its IoU, not 1).
+    """
+    tf = _tf()
+    scores, pred_boxes = tf.stop_gradient(scores), tf.stop_gradient(pred_boxes)
+    num_classes, num_points = tf.shape(scores)[-1], tf.shape(scores)[1]
+    valid = gt_labels >= 0                                                        # (B, M)
+    labels = tf.maximum(tf.cast(gt_labels, tf.int32), 0)
+    centre = (gt_boxes[..., :2] + gt_boxes[..., 2:]) / 2                          # (B, M, 2)
+    half = tf.maximum((gt_boxes[..., None, 2:] - gt_boxes[..., None, :2]) / 2,
+                      radius * sides[None, None] / 2)                             # (B, M, A, 2)
+    inside = tf.reduce_all(tf.abs(points[None, None] - centre[:, :, None]) < half, axis=-1)
+    cand = inside & valid[..., None]                                              # (B, M, A)
+    iou = tf.where(cand, box_iou(gt_boxes[:, :, None], pred_boxes[:, None]), 0.0)  # (B, M, A)
+    s = tf.gather(tf.transpose(scores, [0, 2, 1]), labels, batch_dims=1)           # (B, M, A)
+    align = tf.where(cand, s ** alpha * iou ** beta, 0.0)
+    k = tf.minimum(topk, num_points)
+    _, idx = tf.math.top_k(align + tf.cast(cand, tf.float32) * 1e-9, k=k)        # (B, M, k)
+    top = tf.reduce_max(tf.one_hot(idx, num_points), axis=-2) > 0                 # (B, M, A)
+    pos = top & cand
+    # a point claimed by several boxes: the box its prediction overlaps most keeps it
+    many = tf.reduce_sum(tf.cast(pos, tf.int32), axis=1, keepdims=True) > 1       # (B, 1, A)
+    best = tf.one_hot(tf.argmax(iou, axis=1), tf.shape(iou)[1], axis=1) > 0       # (B, M, A)
+    pos = tf.where(many, best & cand, pos)
+    fg = tf.reduce_any(pos, axis=1)                                               # (B, A)
+    gt_idx = tf.argmax(tf.cast(pos, tf.float32), axis=1, output_type=tf.int32)    # (B, A)
+    target_boxes = tf.gather(gt_boxes, gt_idx, batch_dims=1)                      # (B, A, 4)
+    target_labels = tf.gather(labels, gt_idx, batch_dims=1)                       # (B, A)
+    posf = tf.cast(pos, tf.float32)
+    align, iou = align * posf, iou * posf
+    norm = align * tf.reduce_max(iou, axis=-1, keepdims=True) / (
+        tf.reduce_max(align, axis=-1, keepdims=True) + EPS)                       # (B, M, A)
+    soft = tf.reduce_max(norm, axis=1) * tf.cast(fg, tf.float32)                  # (B, A)
+    return target_boxes, tf.one_hot(target_labels, num_classes) * soft[..., None], fg
 
 
 # ------------------------------------------------------------------ numpy (serving, no TensorFlow)

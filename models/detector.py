@@ -39,8 +39,10 @@ from models.factory import (
 )
 from models.layers import act, bn, conv_bn_act
 from models.options import OptionError, replace_checked, suggest
+from models.yolo import YOLO
+from models.yolo import build as build_yolo
 
-DETECTORS = ("ssd",)
+DETECTORS = ("ssd", "yolo")
 OUTPUT_LAYOUT = "offsets(4) then class logits (num_classes + 1, background first)"
 
 
@@ -81,17 +83,18 @@ class SSD:
                 raise OptionError(f"ssd: {message}")
 
 
-def split_options(name: str, overrides: dict[str, Any]) -> tuple[SSD, dict[str, Any]]:
-    """(validated SSD options, backbone family options) from create_detector's keywords."""
+def split_options(name: str, overrides: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """(validated SSD or YOLO options, backbone family options) from create_detector's keywords."""
     if name not in DETECTORS:
         raise OptionError(f"unknown detector {name!r}{suggest(name, DETECTORS)}; detectors: "
                           f"{', '.join(DETECTORS)}")
-    own = {f.name for f in dataclasses.fields(SSD)}
-    ssd = replace_checked(SSD(), {k: v for k, v in overrides.items() if k in own}, f"option for {name}")
-    ssd.validate()
+    kind = {"ssd": SSD, "yolo": YOLO}[name]
+    own = {f.name for f in dataclasses.fields(kind)}
+    opts = replace_checked(kind(), {k: v for k, v in overrides.items() if k in own}, f"option for {name}")
+    opts.validate()
     family_opts = {k: v for k, v in overrides.items() if k not in own}
-    resolve_config(ssd.backbone, family_opts)   # unknown backbone / option -> OptionError
-    return ssd, family_opts
+    resolve_config(opts.backbone, family_opts)   # unknown backbone / option -> OptionError
+    return opts, family_opts
 
 
 def _stride_of(key: str) -> int:
@@ -144,23 +147,28 @@ def create_detector(name: str, *, num_classes: int, input_shape: Sequence[int],
                     labels: Sequence[str] | None = None, mean: Sequence[float] | None = None,
                     std: Sequence[float] | None = None, keras_module: Any = None,
                     **overrides: Any) -> Any:
-    """Build detector `name` ("ssd") on `backbone=` any registered family; returns a keras.Model
-    whose output "detections" is (B, A, 4 + num_classes + 1), with its contract attached."""
-    ssd, family_opts = split_options(name, overrides)
-    cfg = resolve_config(ssd.backbone, family_opts)
-    shape = check_input(ssd.backbone, cfg, input_shape)
+    """Build detector `name` ("ssd" or "yolo") on `backbone=` any registered family; returns a
+    keras.Model whose output "detections" is (B, A, 4 + num_classes + 1) for ssd (models.detector)
+    and (B, A, 4 * reg_max + num_classes) for yolo (models.yolo), with its contract attached."""
+    opts, family_opts = split_options(name, overrides)
+    cfg = resolve_config(opts.backbone, family_opts)
+    shape = check_input(opts.backbone, cfg, input_shape)
     labels, mean, std = labels_and_normalization(num_classes, labels, mean, std, shape[2])
 
     k = keras_or_default(keras_module)
-    lite = ssd.head == "ssdlite"
     inputs, x = input_stem(k, shape, mean, std)
-    maps = pick_maps(cfg.backbone(k, x), ssd.max_backbone_maps)
-    for i in range(ssd.extra_blocks):
+    if name == "yolo":
+        out, extra = build_yolo(k, cfg.backbone(k, x), num_classes, shape, opts)
+        return _finish(k.Model(inputs, out, name=f"{name}_{opts.backbone}"), name, opts, extra, shape,
+                       labels, mean, std, num_classes, overrides)
+    lite = opts.head == "ssdlite"
+    maps = pick_maps(cfg.backbone(k, x), opts.max_backbone_maps)
+    for i in range(opts.extra_blocks):
         if min(maps[-1].shape[1], maps[-1].shape[2]) <= 1:
             break
-        maps.append(extra_block(k, maps[-1], ssd.head_channels, f"extra{i + 1}", lite))
-    sizes = scale_sizes(ssd, len(maps))
-    per_pixel = [B.anchors_per_pixel(s, ssd.ratios) for s in sizes]
+        maps.append(extra_block(k, maps[-1], opts.head_channels, f"extra{i + 1}", lite))
+    sizes = scale_sizes(opts, len(maps))
+    per_pixel = [B.anchors_per_pixel(s, opts.ratios) for s in sizes]
     cls_out, box_out = [], []
     for i, (fmap, n) in enumerate(zip(maps, per_pixel), 1):
         h, w = int(fmap.shape[1]), int(fmap.shape[2])
@@ -172,18 +180,24 @@ def create_detector(name: str, *, num_classes: int, input_shape: Sequence[int],
         lambda xs, nm: k.layers.Concatenate(axis=1, name=nm)(xs))
     offsets, logits = cat(box_out, "det_boxes"), cat(cls_out, "det_logits")   # (B, A, 4), (B, A, C+1)
     out = k.layers.Concatenate(axis=-1, dtype="float32", name="detections")([offsets, logits])
-    model = k.Model(inputs, out, name=f"{name}_{ssd.backbone}")
+    model = k.Model(inputs, out, name=f"{name}_{opts.backbone}")
 
     spec = {"feature_maps": [[int(m.shape[1]), int(m.shape[2])] for m in maps],
-            "sizes": [list(s) for s in sizes], "ratios": list(ssd.ratios),
+            "sizes": [list(s) for s in sizes], "ratios": list(opts.ratios),
             "aspect": shape[0] / shape[1], "anchors_per_pixel": per_pixel}
-    anchors = make_anchors(spec)
-    extra = {"anchor_spec": spec, "num_anchors": int(len(anchors)),
-             "anchors": anchors.round(6).tolist(), "box_format": "rel_xyxy",
-             "encoding": {"type": "center_offsets", "variances": list(B.VARIANCES)},
-             "output_layout": OUTPUT_LAYOUT, "match_iou": ssd.match_iou,
-             "nms": {"score_threshold": ssd.score_threshold, "iou_threshold": ssd.nms_iou,
-                     "max_detections": ssd.max_detections}}
+    extra = {"anchor_spec": spec, "encoding": {"type": "center_offsets", "variances": list(B.VARIANCES)},
+             "output_layout": OUTPUT_LAYOUT, "match_iou": opts.match_iou}
+    return _finish(model, name, opts, extra, shape, labels, mean, std, num_classes, overrides)
+
+
+def _finish(model: Any, name: str, opts: Any, extra: dict[str, Any], shape: tuple[int, int, int],
+            labels: Any, mean: Any, std: Any, num_classes: int, overrides: dict[str, Any]) -> Any:
+    """Attach the detector's contract: the anchors made from extra's spec, box format, NMS."""
+    anchors = make_anchors(extra["anchor_spec"])
+    extra = {**extra, "num_anchors": int(len(anchors)), "anchors": anchors.round(6).tolist(),
+             "box_format": "rel_xyxy",
+             "nms": {"score_threshold": opts.score_threshold, "iou_threshold": opts.nms_iou,
+                     "max_detections": opts.max_detections}}
     contract = DataContract(
         input_shape=shape, labels=labels, mean=mean, std=std, task="detection", output="logits",
         architecture={"name": name, "num_classes": num_classes, "input_shape": list(shape),

@@ -355,15 +355,15 @@ def keras_metadata(path: str | os.PathLike) -> dict[str, Any]:
     _check_zip(path)
     h, w, c = contract.input_shape
     detector = contract.task == "detection"
-    out_shape = ([None, contract.detection.num_anchors, 4 + contract.num_classes + 1] if detector
-                 else [None, contract.num_classes])
+    width = contract.detection.raw_channels(contract.num_classes) if detector else 0
+    out_shape = [None, contract.detection.num_anchors, width] if detector else [None, contract.num_classes]
     meta = build_metadata(
         format="keras", contract=contract,
         input=tensor_spec("image", "float32", [None, h, w, c]),
         output=tensor_spec("detections" if detector else "probs", "float32", out_shape),
         source={"model": path.name, "sha256": sha256_file(path), "config": None})
     if detector:   # the raw offsets + logits; serving.tasks.detect decodes them like the files do
-        meta["detection"] = {**metadata_block(contract.detection), "outputs": "raw (N, A, 4 + C + 1)"}
+        meta["detection"] = {**metadata_block(contract.detection), "outputs": f"raw (N, A, {width})"}
     meta["producer"] = {**meta["producer"], "synthesised": True}
     return meta
 

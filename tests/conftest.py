@@ -61,6 +61,29 @@ def det_run(tmp_path_factory):
     return run
 
 
+def convert_detector(keras_path: Path, root: Path, formats: tuple[str, ...]) -> dict[str, Path]:
+    """{"keras": keras_path, format: file}: a detector converted to each format by the export
+    worker's own convert_one (calibrated on random 0..255 images), without the gate."""
+    from models import load_model
+    from pipeline.export.formats import FORMATS
+    from pipeline.export.worker import convert_one
+    from pipeline.tasks import get_task
+
+    det = load_model(keras_path)
+    (root / "scratch").mkdir()
+    job = {"scratch": str(root / "scratch"), "staging": str(root),
+           "source": {"model": keras_path.name, "sha256": None, "config": None},
+           "calibration_info": {"source": "random", "samples": 8}}
+    size = det.inputs[0].shape[1:]
+    calib = np.random.default_rng(0).integers(0, 256, (8, *size), dtype=np.uint8)
+    files = {"keras": keras_path}
+    for name in formats:
+        spec = FORMATS[name]
+        item = {"format": name, "file": spec.filename({}), "options": spec.resolved_options({})}
+        files[name] = convert_one(det, get_task("detection"), item, job, calib)
+    return files
+
+
 # The task harness (tests/test_tasks.py): one tiny run per task, trained by pipeline.train and
 # exported to every format of the task. test_train.py's and test_train_det.py's run-dir checks
 # read the same runs, so each task trains once per session.

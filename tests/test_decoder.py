@@ -60,7 +60,7 @@ def test_offsets_decode_like_ssd_eq2_and_clip():
     boxes, _, _, count = _graph(raw, _settings(ANCHORS))
     assert int(count) == 1
     np.testing.assert_allclose(boxes[0], [0.0, 0.1, 0.74, 0.5], atol=1e-6)
-    np_boxes, _, _ = decode_numpy(raw, ANCHORS, (0.1, 0.2))
+    np_boxes, _, _ = decode_numpy(raw, ANCHORS, _settings(ANCHORS))
     np.testing.assert_allclose(np_boxes[0], [0.0, 0.1, 0.74, 0.5], atol=1e-6)
 
 

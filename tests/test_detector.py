@@ -61,7 +61,7 @@ def test_bad_detector_options_are_one_line_errors(kwargs, message):
     with pytest.raises(OptionError, match=message):
         create_detector("ssd", num_classes=2, input_shape=(64, 64, 3), **kwargs)
     with pytest.raises(OptionError, match="unknown detector"):
-        create_detector("yolo", num_classes=2, input_shape=(64, 64, 3))
+        create_detector("retinanet", num_classes=2, input_shape=(64, 64, 3))
 
 
 def test_models_summary_prints_anchors(capsys):

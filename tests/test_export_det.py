@@ -15,24 +15,9 @@ TFLITE_FORMATS = [f for f in DET_FORMATS if f.startswith("tflite")]
 
 @pytest.fixture(scope="session")
 def det_files(det_run, tmp_path_factory):
-    from models import load_model
-    from pipeline.export.worker import convert_one
-    from pipeline.tasks import get_task
+    from tests.conftest import convert_detector
 
-    det = load_model(det_run / "model.keras")
-    keras_path = det_run / "model.keras"
-    root = tmp_path_factory.mktemp("det_export")
-    (root / "scratch").mkdir()
-    job = {"scratch": str(root / "scratch"), "staging": str(root),
-           "source": {"model": "model.keras", "sha256": None, "config": None},
-           "calibration_info": {"source": "random", "samples": 8}}
-    calib = np.random.default_rng(0).integers(0, 256, (8, SIZE, SIZE, 3), dtype=np.uint8)
-    files = {"keras": keras_path}
-    for name in DET_FORMATS:
-        spec = FORMATS[name]
-        item = {"format": name, "file": spec.filename({}), "options": spec.resolved_options({})}
-        files[name] = convert_one(det, get_task("detection"), item, job, calib)
-    return files
+    return convert_detector(det_run / "model.keras", tmp_path_factory.mktemp("det_export"), DET_FORMATS)
 
 
 def test_each_task_names_the_formats_it_takes():

@@ -9,7 +9,7 @@ from pipeline.run import RunConfig, run
 # seconds, not minutes: 48 scenes of 64 px, a LeNet-BN backbone, 2 epochs; the gate is relaxed
 # (an untrained detector's boxes are not what this test is about)
 TINY_DETECTOR = ["detector.data.shapes_det.images=48", "detector.data.shapes_det.size=64",
-                 "detector.model.backbone=lenet_bn", "detector.model.head_channels=16",
+                 "detector.model.backbone=lenet_bn", "detector.model.channels=16",
                  "detector.epochs=2", "detector.batch_size=8", "detector.verbose=0",
                  "detector_formats=tflite_fp32,tflite_int8,onnx", "gate.det_max_drop=1",
                  "gate.det_max_drop_int8=1"]

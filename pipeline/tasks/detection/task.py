@@ -1,7 +1,8 @@
-"""The detection task: images with boxes, SSD-style detectors, decoding + NMS inside every file.
+"""The detection task: images with boxes, SSD and YOLO detectors, decoding + NMS inside every file.
 
-Data: shapes_det or a COCO/VOC/YOLO/CSV folder (data.py); targets: anchor labelling (train.py);
-loss: SSD's (train.py); metrics: COCO mAP with pycocotools on every split, the detections made
+Data: shapes_det or a COCO/VOC/YOLO/CSV folder (data.py); targets: anchor labelling (SSD) or the
+padded ground truth (YOLO: assigned in its loss) (train.py); loss: SSD's (train.py) or YOLO's
+(yolo_loss.py); metrics: COCO mAP with pycocotools on every split, the detections made
 by the one decoder the files hold (evaluate.py, models.decoder); export: the graph wrapped with
 decoding + NMS (export.py), each file gated on its mAP drop (parity.py); report: mAP beside size
 and latency.
@@ -66,8 +67,8 @@ class DetectionTask(Task):
 
     def check_model(self, name: str) -> None:
         if name not in DETECTORS:
-            raise OptionError(f"task=detection with model={name}: a detector needs model=ssd "
-                              "model.backbone=<family>")
+            raise OptionError(f"task=detection with model={name}: a detector needs model=ssd or "
+                              "model=yolo, and model.backbone=<family>")
 
     def recipe(self, cfg: Any) -> tuple[Any, str | None]:
         return recipe_.apply(cfg)
@@ -95,13 +96,14 @@ class DetectionTask(Task):
 
                 mosaic_on = tf.Variable(True, trainable=False, name="mosaic_on")
                 self._mosaic_phase = (mosaic_on, cfg.epochs, cfg.augment.close_mosaic)
-        return train.make_dataset(split, settings.anchors(), batch_size=cfg.batch_size, training=training,
+        anchors = settings.anchors() if settings.encoding == "center_offsets" else None   # yolo: gt itself
+        return train.make_dataset(split, anchors, batch_size=cfg.batch_size, training=training,
                                   augment=cfg.augment if training else None, seed=cfg.seed,
                                   match_iou=settings.match_iou, max_objects=cfg.detection.max_objects,
                                   mosaic_on=mosaic_on)
 
     def loss_and_metrics(self, cfg: Any, contract: Any, k: Any) -> tuple[Any, list]:
-        return train.make_loss(cfg.detection, contract.num_classes), []
+        return train.make_loss(cfg.detection, contract.num_classes, contract.detection), []
 
     def check_training_data(self, data: Any) -> None:
         super().check_training_data(data)

@@ -1,7 +1,9 @@
 """What the detection task brings to the one trainer (`python -m pipeline train task=detection
-model=ssd ...`): its tf.data pipeline, loss, per-epoch val mAP and final evaluation (called by
-pipeline.tasks.detection.task). pipeline.train runs the fit (optimizers, schedules, strategies,
-mixed precision, resume, early stopping, TensorBoard, curves) for every task.
+model=ssd|yolo ...`): its tf.data pipeline, loss, per-epoch val mAP and final evaluation (called by
+pipeline.tasks.detection.task). The YOLO detector's targets are the padded ground truth and its
+loss is yolo_loss (task-aligned assignment, BCE, CIoU, DFL); the rest is shared. pipeline.train
+runs the fit (optimizers, schedules, strategies, mixed precision, resume, early stopping,
+TensorBoard, curves) for every task.
 
 - tf.data: uint8 images + padded boxes -> shuffle -> batch -> box-aware augmentation
   (pipeline.tasks.detection.augment) -> anchor labelling (models.boxes.multibox_target, d2l 14.4.3: every
@@ -22,6 +24,7 @@ import numpy as np
 
 from models import get_contract
 from models.boxes import multibox_target
+from models.decoder import DetectionSettings
 from pipeline.tasks.detection.augment import augment_detection_batch, check_detection_augment
 from pipeline.tasks.detection.config import DetectionConfig
 from pipeline.tasks.detection.evaluate import (
@@ -31,13 +34,16 @@ from pipeline.tasks.detection.evaluate import (
     plot_prediction_grid,
     predict_detections,
 )
+from pipeline.tasks.detection.yolo_loss import make_yolo_loss
 
 EVAL_TRAIN_IMAGES = 500    # the train split's mAP is measured on its first images only
 
 
-def make_dataset(split: Any, anchors: np.ndarray, *, batch_size: int, training: bool, augment: Any,
+def make_dataset(split: Any, anchors: np.ndarray | None, *, batch_size: int, training: bool, augment: Any,
                  seed: int, match_iou: float, max_objects: int, mosaic_on: Any = None) -> Any:
-    """Batches of (float32 (B, H, W, C) pixels 0..255, float32 (B, A, 5) anchor targets)."""
+    """Batches of (float32 (B, H, W, C) pixels 0..255, float32 (B, A, 5) anchor targets), or with
+    anchors=None (the YOLO detector, whose assignment needs its predictions: yolo_loss) the
+    padded ground truth itself, float32 (B, M, 5): x0, y0, x1, y1, class (padding: zeros, -1)."""
     import tensorflow as tf
 
     boxes, labels = split.padded(max_objects or None)                 # (N, M, 4), (N, M)
@@ -54,6 +60,9 @@ def make_dataset(split: Any, anchors: np.ndarray, *, batch_size: int, training: 
         ds = tf.data.Dataset.zip((ds, seeds)).map(
             lambda xbl, s: augment_detection_batch(*xbl, augment, s, mosaic_on),
             num_parallel_calls=tf.data.AUTOTUNE)
+    if anchors is None:
+        return ds.map(lambda x, b, lab: (x, tf.concat([b, tf.cast(lab, tf.float32)[..., None]], -1)),
+                      num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
     a = tf.constant(anchors)
 
     def label(x, b, lab):
@@ -66,9 +75,13 @@ def make_dataset(split: Any, anchors: np.ndarray, *, batch_size: int, training: 
     return ds.map(label, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def make_loss(cfg: DetectionConfig, num_classes: int) -> Any:
-    """loss(y_true (B, A, 5), y_pred (B, A, 4 + C + 1)) -> scalar, see the module docstring."""
+def make_loss(cfg: DetectionConfig, num_classes: int, settings: DetectionSettings | None = None) -> Any:
+    """The detector's loss by its box encoding: SSD's (center_offsets, below: loss(y_true (B, A, 5),
+    y_pred (B, A, 4 + C + 1)), see the module docstring) or YOLO's (ltrb_dfl: yolo_loss)."""
     import tensorflow as tf
+
+    if settings is not None and settings.encoding == "ltrb_dfl":
+        return make_yolo_loss(cfg, settings, num_classes)
 
     def ssd_loss(y_true, y_pred):
         y_pred = tf.cast(y_pred, tf.float32)
