@@ -36,7 +36,7 @@ def test_the_data_size_is_never_shrunk(folder):
     cfg, line = resolved(f"data={folder}")
     assert cfg.model.name == DETECTOR and cfg.model.input_shape == (128, 128, 3)   # 100 px -> up to x32
     assert cfg.model.options == {"backbone": "resnet18", "width": 0.25}
-    assert (cfg.batch_size, cfg.lr, cfg.weight_decay, cfg.optimizer) == (8, 0.006, 0.0005, "adamw")
+    assert (cfg.batch_size, cfg.lr, cfg.weight_decay, cfg.optimizer) == (16, 0.01, 0.0005, "adamw")
     assert cfg.augment.preset == "light" and cfg.early_stopping.patience == 0
     assert line.startswith("recipe: detection (28 training images of ~100x100 px, 2 classes")
     assert "at 128x128x3" in line and "epochs=50" in line and "\n" not in line
@@ -70,7 +70,7 @@ def test_default_command_trains_with_the_printed_recipe(tmp_path, capsys):
 
     small = write_detection(tmp_path / "data", ShapesDetConfig(images=16, size=64, classes=2), "yolo", seed=0)
     result = train(load_config(TrainConfig, ["task=detection", f"data={small}", "epochs=1",
-                                             "model.backbone=lenet_bn", "model.head_channels=16",
+                                             "model.backbone=lenet_bn", "model.channels=16",
                                              f"out={tmp_path / 'run'}", "verbose=2"]))
     out = capsys.readouterr().out
     assert out.startswith("recipe: detection (")

@@ -30,7 +30,7 @@ from pipeline.optim import ScheduleConfig
 from pipeline.recipes import fill_values, given_keys
 from pipeline.tasks.detection.annotations import read_annotations
 
-DETECTOR = "ssd"        # the detector family every rule trains (one named value)
+DETECTOR = "yolo"       # the detector family every rule trains (one named value)
 TARGET_STEPS = 1200     # optimizer steps a run should get at least (epochs = this / steps per epoch)
 STRIDE = 32             # input sides are rounded up to a multiple of this
 
@@ -58,11 +58,12 @@ class DetRule:
     values: dict[str, Any] = field(default_factory=dict)   # TrainConfig fields
 
 
-# The main job's detector step (configs/quickstart.yaml `detector:`): 0.95 test mAP@.5 on a
-# 200-image YOLO folder where TrainConfig's classification defaults gave 0.026.
-_MAIN_JOB = dict(augment=AugmentConfig("light"), optimizer="adamw", lr=0.006, weight_decay=0.0005,
+# The main job's detector step (configs/quickstart.yaml `detector:`): yolo resnet18 w0.25, batch 16,
+# AdamW lr 0.01, cls_weight 1.0 (test mAP@.5 0.963 / mAP 0.798 on shapes_det, where the SSD gave
+# 0.698 / 0.506 and TrainConfig's classification defaults 0.026 on a 200-image YOLO folder).
+_MAIN_JOB = dict(augment=AugmentConfig("light"), optimizer="adamw", lr=0.01, weight_decay=0.0005,
                  schedule=ScheduleConfig("cosine", warmup_epochs=1.0), label_smoothing=0.0,
-                 batch_size=8, early_stopping=0)
+                 batch_size=16, early_stopping=0)
 
 RULES: tuple[DetRule, ...] = (
     DetRule("detection", lambda f: True, {"backbone": "resnet18", "width": 0.25}, (12, 50), _MAIN_JOB),
