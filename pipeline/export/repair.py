@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from models.atomic import write_bytes
 from pipeline.export import onnx, onnx_debug, tflite, tflite_debug
 from pipeline.export.errors import ExportError
 from pipeline.export.formats import FormatSpec
@@ -94,7 +95,7 @@ def repair(spec: FormatSpec, item: dict[str, Any], job: dict[str, Any], model: A
         if parity["passed"]:
             record["result"] = {"file": item["file"], "fix": fix, "float_layers": []}
             return record
-    plain.write_bytes(original)   # the cheap fixes failed: the parent reports the file as made
+    write_bytes(plain, original)   # the cheap fixes failed: the parent reports the file as made
 
     mixed = {**item, "file": mixed_name(spec), "options": {**item["options"], "io": "float"}}
     budget = max(1, int(settings["budget"] * len(layers)))
