@@ -92,3 +92,15 @@ def test_layer_steps_grow_to_the_budget():
     assert layer_steps(4) == [1, 2, 3, 4]
     assert layer_steps(12) == [1, 2, 3, 5, 8, 12]
     assert layer_steps(0) == []
+
+
+def test_tflite_layer_metric_is_rms_error_in_quantization_steps():
+    import numpy as np
+
+    from pipeline.export.tflite_debug import _rmse_over_scale, layer_name
+
+    f = np.array([0.0, 0.5, 1.0, 1.5], np.float32)
+    q = np.array([10, 11, 12, 14], np.int8)              # scale 0.5, zero point 10: the last is 1 step off
+    assert _rmse_over_scale(f, q, 0.5, 10) == pytest.approx(0.5)   # sqrt(mean([0, 0, 0, 0.25])) / 0.5
+    assert _rmse_over_scale(np.zeros(4, np.float32), q, 1e-30, 10) == 0.0   # a dead output is not ranked
+    assert layer_name("functional_1/conv2_1/Relu;functional_1/conv2_1/BiasAdd") == "conv2"

@@ -24,13 +24,19 @@ from pipeline.export.errors import ExportError, first_line
 from pipeline.export.tflite import _quiet, _representative
 
 METRIC = "rmse/scale"
+SILENT = 1e-6   # RMS of a float output below which the layer is not ranked
 METRIC_HELP = ("RMS error of the layer's int8 output against its float op on the same inputs, "
                "in quantization steps (plain rounding: 0.29)")
 
 
 def _rmse_over_scale(float_out: np.ndarray, quant_out: np.ndarray, scale: float, zero_point: int) -> float:
-    diff = (quant_out.astype(np.float64) - zero_point) * scale - float_out.astype(np.float64)
-    return float(np.sqrt(np.mean(diff ** 2)) / scale) if scale else 0.0
+    """The guide's metric; 0 for a layer whose float output carries no signal (a dead ReLU6
+    output calibrates to a scale near 0, and any rounding noise over it would rank first)."""
+    f = float_out.astype(np.float64)
+    if not scale or np.sqrt(np.mean(f ** 2)) < SILENT:
+        return 0.0
+    diff = (quant_out.astype(np.float64) - zero_point) * scale - f
+    return float(np.sqrt(np.mean(diff ** 2)) / scale)
 
 
 def layer_name(tensor: str) -> str:
