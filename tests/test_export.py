@@ -121,6 +121,8 @@ def test_tampered_file_is_refused(exported, tmp_path, name):
     (["gate.tflite_in8=0.9"], "unknown key 'gate.tflite_in8' (did you mean: tflite_int8"),
     (["gate.tta=flp"], "gate.tta: 'flp' is not one of none, flip, flip_crop (did you mean: flip"),
     (["calib=/no/such/folder"], "'/no/such/folder': no such folder"),
+    (["int8.repair=of"], "int8.repair: 'of' is not one of 'auto', 'none'"),
+    (["int8.budget=1.5"], "int8.budget: a fraction of the layers in (0, 1], got 1.5"),
 ])
 def test_bad_option_fails_before_any_work(digits_run, tmp_path, capsys, monkeypatch, args, message):
     run = _copy_run(digits_run, tmp_path / "run")
