@@ -1,12 +1,20 @@
 """What each compression technique costs and buys, on generated shapes (issue 10's table).
 
     python bench/compression.py [--models vgg11:0.25,resnet18:0.5,mobilenetv2:0.5] [--per-class 300]
-                                [--epochs 10] [--tune-epochs 3] [--runs 100]
+                                [--epochs 10] [--tune-epochs 3] [--runs 100] [--variants base,QAT]
+    python bench/compression.py --models mobilenetv2:0.5:40:1000,mobilenetv3_small:1.0:40:1000 \
+                                --variants base,QAT --name compression_mobile     # well-trained mobile
 
 For each model: train a source run (pipeline.train), export it (fp32, PTQ int8, ONNX int8), then
 pipeline.compress: pruned 50/75/90% (each exported fp32, PTQ int8 and tflite_sparse), 2:4, QAT
 (its int8 file from the QAT graph) and PQAT from the 75% run; every file is timed through serving
-(batch 1, 1 thread).
+(batch 1, 1 thread). A model spec is name:width, or name:width:epochs:per_class for a source
+trained longer than --epochs/--per-class say (the well-trained mobile sources; the row's model
+label names it, and stage_seconds of its base rows is how long its training took).
+Besides the ungated rows, each source's tflite_int8 and onnx_int8 are exported once more under
+the DEFAULT gate with int8 repair on (pipeline.export.repair): variant "repaired" rows are the
+files that came out of it (model_int8_mixed.*: the worst layers kept float; or a cheap fix),
+with how many layers stayed float; every row carries the CPU's ISA.
 The exports run with the gate's thresholds at 0 so every number is recorded; whether a file would
 pass the default gate is a column, and so is each int8 file's kernel floor (kernel_floor()).
 Writes bench/results/compression.json and .png (gzip size vs accuracy per model; a re-run of
@@ -31,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.atomic import atomic_path, write_json  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
+from pipeline.report import cpu_isa  # noqa: E402
 from serving.machine import machine_info  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -81,6 +90,18 @@ def kernel_floor(path: Path, images) -> float | None:
     return float((a == b).mean())
 
 
+def parse_spec(spec: str, args: argparse.Namespace) -> tuple[str, str, int, int, str]:
+    """name:width[:epochs:per_class] -> (name, width, epochs, per_class, the rows' model label)."""
+    parts = spec.split(":")
+    if len(parts) not in (2, 4):
+        raise SystemExit(f"--models: {spec!r} is not name:width or name:width:epochs:per_class")
+    name, width = parts[:2]
+    if len(parts) == 2:
+        return name, width, args.epochs, args.per_class, f"{name} w{width}"
+    epochs, per_class = int(parts[2]), int(parts[3])
+    return name, width, epochs, per_class, f"{name} w{width} e{epochs} {per_class}/cls"
+
+
 def bench_model(spec: str, args: argparse.Namespace, root: Path) -> list[dict]:
     from pipeline.compress import CompressConfig, compress
     from pipeline.export import ExportConfig, export
@@ -88,17 +109,18 @@ def bench_model(spec: str, args: argparse.Namespace, root: Path) -> list[dict]:
     from pipeline.train import TrainConfig, train
     from serving.benchmark import run as benchmark
 
-    name, width = spec.split(":")
-    src = root / f"{name}-w{width}"
+    name, width, epochs, per_class, label = parse_spec(spec, args)
+    src = root / label.replace(" ", "-").replace("/", "per")
     t0 = time.perf_counter()
     args.reused = (src / "metrics.json").is_file()   # runs under --root are reused, not retrained
     if not args.reused:
         if spec == QUICKSTART:   # exactly the main job's training (its data, recipe, epochs)
             train(dataclasses.replace(quickstart_training(), out=str(src), verbose=2))
         else:
-            opts = recipe(name, float(width), args.per_class, args.epochs)
+            opts = recipe(name, float(width), per_class, epochs)
             train(load_config(TrainConfig, [*opts, f"out={src}"]))
     train_s = time.perf_counter() - t0
+    isa = cpu_isa()
     from pipeline.export.sources import load_images, resolve_run
     from pipeline.tasks import get_task
 
@@ -106,6 +128,8 @@ def bench_model(spec: str, args: argparse.Namespace, root: Path) -> list[dict]:
                        test_samples=0, seed=0).test
     rows = []
     for variant, (how, formats) in VARIANTS.items():
+        if variant not in args.variants:
+            continue
         run, seconds = src, train_s
         if how is not None:
             run = root / f"{src.name}-{variant.replace(' ', '').replace('%', '').replace(':', 'of')}"
@@ -117,31 +141,52 @@ def bench_model(spec: str, args: argparse.Namespace, root: Path) -> list[dict]:
             seconds = time.perf_counter() - t0
         result = export(load_config(ExportConfig, [f"model={run}", f"formats={formats}", "verbose=false",
                                                    *NO_GATE]))
-        for art in result.artifacts:
-            b = benchmark(result.out_dir / art["file"], threads=1, runs=args.runs, warmup=10, progress=False)
+        arts = [(variant, a) for a in result.artifacts]
+        if variant == "base":
+            arts += [("repaired", a) for a in repaired(run, root, export)]
+        for variant_of, art in arts:
+            out_dir = run / "export-repaired" if variant_of == "repaired" else result.out_dir
+            b = benchmark(out_dir / art["file"], threads=1, runs=args.runs, warmup=10, progress=False)
             p = art["parity"]
-            rows.append({"model": f"{name} w{width}", "variant": variant, "file": art["file"],
+            fix = (art.get("int8_repair") or {}).get("result") or {}
+            rows.append({"model": label, "variant": variant_of, "file": art["file"],
                          "format": art["format"], "accuracy": p["accuracy"],
                          "accuracy_source": p.get("accuracy_source", p["accuracy_keras"]),
                          "agreement": p["top1_agreement"], "passes_default_gate": gate_passes(art),
                          "size_kb": art["size_bytes"] / 1024, "gzip_kb": art["size_gzip_bytes"] / 1024,
                          "sparsity": art["sparsity"], "p50_ms": b["latency_ms"]["p50"],
-                         "kernel_floor": kernel_floor(result.out_dir / art["file"], test),
-                         "stage_seconds": seconds})
+                         "kernel_floor": kernel_floor(out_dir / art["file"], test),
+                         "stage_seconds": seconds, "isa": isa, "repair": fix.get("fix"),
+                         "float_layers": len(fix.get("float_layers") or []),
+                         "layers_total": fix.get("layers_total")})
             print(_line(rows[-1]), flush=True)
     return rows
 
 
-HEADER = (f"{'model':<16}{'variant':<12}{'file':<30}{'acc':>7}{'src':>7}{'agree':>7}{'floor':>7}{'gate':>6}"
-          f"{'KB':>9}{'gzip KB':>9}{'zeros':>7}{'p50 ms':>8}{'stage s':>9}")
+def repaired(run: Path, root: Path, export: object) -> list[dict]:
+    """tflite_int8 and onnx_int8 of `run` under the default gate with int8 repair on: the
+    manifest rows of the files the repair made (none when the plain files passed)."""
+    from pipeline.export import ExportConfig, IncompleteExportError
+
+    try:
+        result = export(load_config(ExportConfig, [f"model={run}", "formats=tflite_int8,onnx_int8",
+                                                   "verbose=false", f"out={run / 'export-repaired'}"]))
+    except IncompleteExportError as e:   # a file neither passed nor was repaired: still its rows
+        result = e.result
+    return [a for a in result.artifacts if a.get("int8_repair")]
+
+
+HEADER = (f"{'model':<34}{'variant':<12}{'file':<26}{'acc':>7}{'src':>7}{'agree':>7}{'floor':>7}{'gate':>6}"
+          f"{'KB':>9}{'gzip KB':>9}{'zeros':>7}{'p50 ms':>8}{'stage s':>9}  float layers")
 
 
 def _line(r: dict) -> str:
     gate = "pass" if r["passes_default_gate"] else "FAIL"
     floor = "-" if r.get("kernel_floor") is None else f"{r['kernel_floor']:.3f}"
-    return (f"{r['model']:<16}{r['variant']:<12}{r['file']:<30}{r['accuracy']:>7.3f}"
+    kept = f"  {r['float_layers']}/{r['layers_total']}" if r.get("layers_total") else ""
+    return (f"{r['model']:<34}{r['variant']:<12}{r['file']:<26}{r['accuracy']:>7.3f}"
             f"{r['accuracy_source']:>7.3f}{r['agreement']:>7.3f}{floor:>7}{gate:>6}{r['size_kb']:>9.1f}"
-            f"{r['gzip_kb']:>9.1f}{r['sparsity']:>7.2f}{r['p50_ms']:>8.3f}{r['stage_seconds']:>9.1f}")
+            f"{r['gzip_kb']:>9.1f}{r['sparsity']:>7.2f}{r['p50_ms']:>8.3f}{r['stage_seconds']:>9.1f}{kept}")
 
 
 def plot(rows: list[dict], path: Path, title: str) -> None:
@@ -173,8 +218,6 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pipeline.report import cpu_isa
-
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", default="vgg11:0.25,resnet18:0.5,mobilenetv2:0.5")
     ap.add_argument("--per-class", type=int, default=300)
@@ -183,13 +226,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--root", default="runs/bench-compression")
     ap.add_argument("--name", default="compression")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help="which of: " + ", ".join(VARIANTS))
     args = ap.parse_args(argv)
+    args.variants = args.variants.split(",")
+    unknown = [v for v in args.variants if v not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"--variants: unknown {unknown}; known: {', '.join(VARIANTS)}")
     root = Path(args.root)
     out = RESULTS / f"{args.name}.json"
     # one model's rows are replaced by a re-run of that model; other models' rows (and the
     # settings and machine they were measured with) are kept
     keep = json.loads(out.read_text()) if out.is_file() else {"rows": [], "models": {}}
-    runs_now = {f"{n} w{w}" for n, w in (spec.split(":") for spec in args.models.split(","))}
+    runs_now = {parse_spec(spec, args)[4] for spec in args.models.split(",")}
     rows = [r for r in keep["rows"] if r["model"] not in runs_now]
     models = {m: v for m, v in keep.get("models", {}).items() if m not in runs_now}
     t0 = time.perf_counter()
@@ -199,11 +247,11 @@ def main(argv: list[str] | None = None) -> int:
         t_model = time.perf_counter()
         mine = bench_model(spec, args, root)
         rows += mine
-        name, width = spec.split(":")
-        models[f"{name} w{width}"] = {
+        _, _, epochs, per_class, label = parse_spec(spec, args)
+        models[label] = {
             "isa": isa, "cpus": os.cpu_count(),
-            "per_class": "quickstart" if spec == QUICKSTART else args.per_class,
-            "epochs": args.epochs, "tune_epochs": args.tune_epochs, "runs": args.runs,
+            "per_class": "quickstart" if spec == QUICKSTART else per_class,
+            "epochs": epochs, "tune_epochs": args.tune_epochs, "runs": args.runs,
             "wall_seconds": time.perf_counter() - t_model, "machine": machine_info(),
             "source_run_reused": args.reused}
         write_json(out, {"meta": {"isa": isa, "wall_seconds": time.perf_counter() - t0}, "models": models,

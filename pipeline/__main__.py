@@ -49,6 +49,9 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
 # with its INFO lines dropped (serving.native_logs); verbose=2 shows them
 USES_TENSORFLOW = {"run", "train", "finetune", "augment-preview"}
 
+# commands whose --strict is a shorthand for strict=true (export: all-or-nothing publishing)
+FLAGS = {"export"}
+
 # what `pip install .` alone (or the edge extra) leaves out; a command that needs it says so
 TRAINING_STACK = {"tensorflow", "keras", "tf_keras", "tensorflow_model_optimization", "tf2onnx", "onnx",
                   "sklearn", "matplotlib", "pycocotools"}
@@ -87,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("options", nargs="*", metavar="key=value")
         p.add_argument("--config", help="YAML file read before the key=value overrides")
+        if name in FLAGS:
+            p.add_argument("--strict", action="store_true", help="same as strict=true")
     args = parser.parse_args(argv)
 
     module, cfg_name, fn_name, _ = COMMANDS[args.command]
@@ -95,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg_cls = getattr(mod, cfg_name)
     positional = getattr(cfg_cls, "POSITIONAL", None)  # `report runs/r1` = `report run=runs/r1`
     options = [f"{positional}={a}" if positional and "=" not in a else a for a in args.options]
+    if getattr(args, "strict", False):
+        options.append("strict=true")
     try:
         cfg = load_config(cfg_cls, options, args.config)
         if getattr(cfg, "verbose", 1) is not True and getattr(cfg, "verbose", 1) >= 2:

@@ -6,7 +6,9 @@ For each file in the export's manifest.json: size, latency through the serving r
 the parity-gate numbers the export recorded (accuracy, top-1 agreement with Keras, max |dp|).
 Writes report.json (all numbers), report.md (the table) and pareto.png (size vs p50 latency,
 colour = accuracy; the size/latency Pareto front is drawn, so the variants worth shipping
-stand out).
+stand out). Files the export did not publish are listed with their reasons; an int8 file that
+failed its gate gets its per-layer diagnosis and repair attempts (report_int8.py, with
+int8_diagnosis.png).
 
 Detectors (task detection) get the same page with the task's own columns: latency is end to
 end including the decoding + NMS inside the file (Runner.detect_batch), and the quality
@@ -28,6 +30,7 @@ from typing import Any, ClassVar
 
 from models.atomic import atomic_path, write_json, write_text
 from models.options import OptionError
+from pipeline import report_int8
 from pipeline.tasks import Task, get_task
 from serving.benchmark import run as benchmark
 from serving.machine import describe, machine_info
@@ -205,8 +208,22 @@ def markdown(report: dict[str, Any]) -> str:
         lines += ["", f"Measured on {describe(b['machine'])}, int8 dot-product instructions: "
                   f"{'yes' if b['machine'].get('int8_dot_product') else 'no'}; runtimes "
                   + ", ".join(f"{k} {v}" for k, v in b["machine"].get("runtimes", {}).items()) + "."]
+    lines += failed_section(report.get("failed") or [])
+    lines += report_int8.section(report.get("int8") or [])
     lines += ["", "![size vs latency](pareto.png)", ""]
     return "\n".join(lines)
+
+
+def failed_section(failed: list[dict[str, Any]]) -> list[str]:
+    """report.md's lines on the files the export did not publish (manifest.json's "failed")."""
+    if not failed:
+        return []
+    lines = ["", "## Not published", "",
+             "These files failed (their gate, or their conversion) and are not in the export folder:", ""]
+    for r in failed:
+        repaired = f" Repaired: `{r['repaired_by']}`." if r.get("repaired_by") else ""
+        lines.append(f"- `{r['file']}` ({r['format']}): {'; '.join(r['reasons'])}.{repaired}")
+    return lines
 
 
 def report(cfg: ReportConfig) -> dict[str, Any]:
@@ -220,7 +237,9 @@ def report(cfg: ReportConfig) -> dict[str, Any]:
     sources = [(variant_label((manifest.get("source") or {}).get("compression")), run_dir, export_dir,
                 manifest)]
     sources += [(label, d, e, read_manifest(e)) for label, d, e in find_variants(run_dir)]
+    failed = []
     for label, vdir, edir, man in sources:
+        failed += [{**f, "variant": label, "run": vdir.name} for f in man.get("failed", [])]
         for art in man["artifacts"]:
             bench = benchmark(edir / art["file"], threads=cfg.threads, runs=cfg.runs,
                               warmup=cfg.warmup, progress=cfg.verbose)     # checks the sha256 too
@@ -250,12 +269,14 @@ def report(cfg: ReportConfig) -> dict[str, Any]:
                             "batch": 1, "machine": machine, "isa": isa},
               "variants": [{"variant": label, "run": str(d)} for label, d, _, _ in sources],
               "training_metrics": json.loads(metrics.read_text()) if metrics.is_file() else None,
-              "rows": rows, "keras": keras_row, "pareto_front": front,
+              "rows": rows, "keras": keras_row, "pareto_front": front, "failed": failed,
+              "int8": report_int8.diagnosed([(label, man) for label, _, _, man in sources]),
               "recommended": recommend(rows, keras_acc, task)}
     write_json(out / "report.json", result)
     write_text(out / "report.md", markdown(result))
     plot(rows, front, out / "pareto.png", f"{run_dir.name}: exported variants "
          f"({cfg.threads} thread{'s' if cfg.threads > 1 else ''})")
+    report_int8.plot(result["int8"], out / report_int8.PLOT)
     if cfg.verbose:
         print(markdown(result))
         print(f"wrote {', '.join(REPORT_FILES)} to {out}")

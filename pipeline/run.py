@@ -12,6 +12,9 @@ parity gate) -> 6. report each run (size, latency through the serving runtime, p
 plot); then the built-in samples through every exported file (what the demo offers first), and
 the command that opens the demo on all of it. Re-running it resumes an interrupted training and
 reuses a finished one made with the same options (overwrite=true redoes everything).
+No dead end: a file that fails its gate (or cannot be made) is left out of its export and
+listed (manifest.json "failed", the report, the summary below); the job goes on with the rest.
+A failing int8 file is diagnosed and repaired where it can be (int8.*: pipeline.export.repair).
 configs/quickstart.yaml spells out the defaults below.
 """
 from __future__ import annotations
@@ -31,8 +34,9 @@ from pipeline.augment import AugmentConfig
 from pipeline.compress import CompressConfig, compress
 from pipeline.config import to_dict
 from pipeline.data import DataConfig
-from pipeline.export.config import ALL_FORMATS, GateConfig
-from pipeline.export.core import ExportConfig, export
+from pipeline.export.config import ALL_FORMATS, GateConfig, Int8Config
+from pipeline.export.core import ExportConfig, ExportResult, export
+from pipeline.export.errors import IncompleteExportError
 from pipeline.export.formats import check_request
 from pipeline.optim import ScheduleConfig
 from pipeline.report import ReportConfig, report
@@ -101,6 +105,7 @@ class RunConfig:
     detector_formats: tuple[str, ...] = ("tflite_fp32", "tflite_dynamic", "tflite_int8", "onnx")
     io: Literal["float", "uint8", "int8"] | None = None   # tflite_int8 input/output dtype
     gate: GateConfig = field(default_factory=GateConfig)
+    int8: Int8Config = field(default_factory=Int8Config)   # a failing int8 file: diagnosis, repair
     report: bool = True
     report_runs: int = 50          # timed predictions per exported file
     overwrite: bool = False        # retrain even if `out` holds a finished run with these options
@@ -215,6 +220,26 @@ def _headline(metrics: dict[str, Any]) -> str:
     return get_task(metrics.get("task", "classification")).headline(metrics)
 
 
+def _export(cfg: ExportConfig) -> ExportResult:
+    """pipeline.export; the main job's files are all optional: one that failed (listed in the
+    result's `failed` and manifest.json) never stops the job, which goes on with the others."""
+    try:
+        return export(cfg)
+    except IncompleteExportError as e:
+        return e.result  # type: ignore[return-value]
+
+
+def _published(result: ExportResult, what: str) -> str:
+    """'5 files, all passed the parity gate' or '4 files passed ...; NOT published: model_int8.onnx
+    (top-1 agreement 0.93 < 0.97)'."""
+    if not result.failed:
+        return f"{len(result.artifacts)} files, all passed {what}"
+    why = "; ".join(f"{r['file']} ({r['reasons'][0]}"
+                    + (f"; repaired: {r['repaired_by']}" if r.get("repaired_by") else "") + ")"
+                    for r in result.failed)
+    return f"{len(result.artifacts)} files passed {what}; NOT published: {why}"
+
+
 def _train_or_reuse(cfg: TrainConfig) -> dict[str, Any]:
     """Train cfg (resuming an interrupted run), or reuse the finished run in cfg.out."""
     if not cfg.overwrite and _finished_same(cfg):
@@ -267,7 +292,8 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     t = timed("train", t0)
 
     _banner(next(step), steps, f"export {', '.join(cfg.formats)} with the parity gate")
-    exported = export(ExportConfig(model=str(run_dir), formats=cfg.formats, io=cfg.io, gate=cfg.gate))
+    exported = _export(ExportConfig(model=str(run_dir), formats=cfg.formats, io=cfg.io, gate=cfg.gate,
+                                    int8=cfg.int8))
     t = timed("export", t)
 
     compressed = None
@@ -276,7 +302,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
                                    f"-> {run_dir}-{cfg.compress.method.replace('_', '-')}, then export it")
         c_dir, c_metrics = _compress_or_reuse(cfg)
         compressed = {"run_dir": c_dir, "metrics": c_metrics,
-                      "export": export(ExportConfig(model=str(c_dir), gate=cfg.gate))}
+                      "export": _export(ExportConfig(model=str(c_dir), gate=cfg.gate, int8=cfg.int8))}
         t = timed("compress", t)
 
     detector = None
@@ -290,7 +316,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         _banner(next(step), steps, "export the detector (decoding + NMS inside every file) with the "
                                    "detection parity gate")
         detector = {"run_dir": Path(det_cfg.out), "metrics": det_metrics,
-                    "export": export(ExportConfig(model=det_cfg.out, formats=cfg.detector_formats,
+                    "export": _export(ExportConfig(model=det_cfg.out, formats=cfg.detector_formats,
                                                   gate=cfg.gate))}
         t = timed("detector export", t)
 
@@ -320,15 +346,16 @@ def _summary(cfg: RunConfig, seconds: float, times: dict[str, float], metrics: d
     print(f"\ndone in {seconds / 60:.1f} min (" + ", ".join(f"{k} {v:.0f}s" for k, v in times.items()) + ")")
     print(f"  classifier {run_dir}  (model.keras, metrics.json: {_headline(metrics)}, curves.png, "
           "confusion_matrix.png)")
-    print(f"  artifacts  {exported.out_dir}  ({len(exported.artifacts)} files, all passed the "
-          "parity gate; manifest.json)")
+    print(f"  artifacts  {exported.out_dir}  ({_published(exported, 'the parity gate')}; manifest.json)")
     if compressed:
-        files = ", ".join(a["file"] for a in compressed["export"].artifacts)
+        c_export = compressed["export"]
+        files = ", ".join(a["file"] for a in c_export.artifacts)
+        failed = f"; {_published(c_export, 'the gate')}" if c_export.failed else ""
         print(f"  compressed {compressed['run_dir']}  ({cfg.compress.method}: "
-              f"{_headline(compressed['metrics'])}; export/: {files})")
+              f"{_headline(compressed['metrics'])}; export/: {files}{failed})")
     if detector:
         print(f"  detector   {detector['run_dir']}  ({_headline(detector['metrics'])}; export/: "
-              f"{len(detector['export'].artifacts)} files with NMS inside, all passed the detection gate)")
+              f"{_published(detector['export'], 'the detection gate')}, NMS inside each)")
     if reported:
         where = [run_dir / "report.md"] + ([detector["run_dir"] / "report.md"] if detector else [])
         print(f"  report     {', '.join(map(str, where))}  (report.json, pareto.png)")

@@ -25,12 +25,14 @@ __all__ = ["MANIFEST_NAME", "MANIFEST_SCHEMA", "find_entry", "read_manifest", "s
 
 
 def write_manifest(export_dir: str | os.PathLike, source: Mapping[str, Any],
-                   artifacts: Sequence[Mapping[str, Any]]) -> Path:
+                   artifacts: Sequence[Mapping[str, Any]],
+                   failed: Sequence[Mapping[str, Any]] = ()) -> Path:
     """Write export_dir/manifest.json (atomically) for files already in export_dir.
 
     Each artifact needs "file" (a name inside export_dir) and "format"; sha256 and size_bytes
     are computed from the file (a given value that disagrees is an error); other keys such
-    as "parity" are kept as given."""
+    as "parity" are kept as given. `failed`: files the export could not make or that failed
+    their gate (not in export_dir), each with its "reasons"; written as "failed" when any."""
     export_dir = Path(export_dir)
     rows = []
     for art in artifacts:
@@ -51,7 +53,8 @@ def write_manifest(export_dir: str | os.PathLike, source: Mapping[str, Any],
     if len(set(names)) != len(names):
         raise ArtifactError(f"{export_dir / MANIFEST_NAME}: a file is listed twice ({names})")
     return write_json(export_dir / MANIFEST_NAME,
-                      {"schema": MANIFEST_SCHEMA, "source": dict(source), "artifacts": rows})
+                      {"schema": MANIFEST_SCHEMA, "source": dict(source), "artifacts": rows,
+                       **({"failed": [dict(f) for f in failed]} if failed else {})})
 
 
 def read_manifest(dir: str | os.PathLike) -> dict[str, Any] | None:

@@ -121,6 +121,8 @@ def test_tampered_file_is_refused(exported, tmp_path, name):
     (["gate.tflite_in8=0.9"], "unknown key 'gate.tflite_in8' (did you mean: tflite_int8"),
     (["gate.tta=flp"], "gate.tta: 'flp' is not one of none, flip, flip_crop (did you mean: flip"),
     (["calib=/no/such/folder"], "'/no/such/folder': no such folder"),
+    (["int8.repair=of"], "int8.repair: 'of' is not one of 'auto', 'none'"),
+    (["int8.budget=1.5"], "int8.budget: a fraction of the layers in (0, 1], got 1.5"),
 ])
 def test_bad_option_fails_before_any_work(digits_run, tmp_path, capsys, monkeypatch, args, message):
     run = _copy_run(digits_run, tmp_path / "run")
@@ -173,15 +175,44 @@ def _selu_model(path):
     save_model(set_contract(keras.Model(inp, probs), contract), path)
 
 
-def test_converter_crash_mid_export_leaves_no_file(tmp_path, capsys):
+def test_strict_converter_crash_mid_export_leaves_no_file(tmp_path, capsys):
     _selu_model(tmp_path / "model.keras")
     # tflite_fp32 is converted and written first, then the int8 converter dies
     rc = main(["export", f"model={tmp_path / 'model.keras'}", "calib=digits", "verbose=false",
-               "formats=tflite_fp32,tflite_int8"])
+               "formats=tflite_fp32,tflite_int8", "--strict"])
     err = capsys.readouterr().err
     assert rc == 1
     assert "error: tflite_int8: the converter process died (killed by SIGSEGV)" in err
     assert [p.name for p in tmp_path.iterdir()] == ["model.keras"]
+
+
+def test_a_failing_file_is_listed_and_the_others_are_published(tmp_path, capsys):
+    """No dead end: the int8 converter dies, the other files are published; the command fails
+    only because tflite_int8 was asked for by name."""
+    _selu_model(tmp_path / "model.keras")
+    rc = main(["export", f"model={tmp_path / 'model.keras'}", "calib=digits", "verbose=false",
+               "formats=tflite_fp32,tflite_int8", f"out={tmp_path / 'named'}"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "1 requested file(s) failed and were not published (the 1 that passed are in" in err
+    assert "tflite_int8 (model_int8.tflite): tflite_int8: the converter process died" in err
+    manifest = serving.read_manifest(tmp_path / "named")
+    assert [a["file"] for a in manifest["artifacts"]] == ["model_fp32.tflite"]
+    (failed,) = manifest["failed"]
+    assert failed["file"] == "model_int8.tflite" and failed["stage"] == "conversion"
+    assert sorted(p.name for p in (tmp_path / "named").iterdir()) == [
+        "export_config.yaml", "manifest.json", "model_fp32.tflite"]
+
+    # the default formats are "whatever applies": a failed one is a note, the command succeeds; the
+    # worker is started again after the crash and makes onnx and onnx_int8 too
+    rc = main(["export", f"model={tmp_path / 'model.keras'}", "calib=digits", "verbose=false",
+               f"out={tmp_path / 'default'}", "gate.max_accuracy_drop=1"])
+    assert rc == 0, capsys.readouterr().err
+    manifest = serving.read_manifest(tmp_path / "default")
+    published = {a["format"] for a in manifest["artifacts"]}
+    assert {"tflite_fp32", "onnx"} <= published and "tflite_int8" not in published
+    assert published | {f["format"] for f in manifest["failed"]} == set(EXPECTED_FILES)
+    assert "tflite_int8" in {f["format"] for f in manifest["failed"]}
 
 
 def test_failing_gate_exits_non_zero_and_keeps_the_previous_export(exported, digits_run, tmp_path,

@@ -27,11 +27,16 @@ def test_main_job_end_to_end_and_rerun_reuses_training(tmp_path, capsys):
             *TINY_DETECTOR]
     result = run(load_config(RunConfig, args))
     for name in ("model.keras", "metrics.json", "config.yaml", "report.md", "report.json",
-                 "pareto.png", "export/manifest.json", "export/model_fp32.tflite",
-                 "export/model_int8.tflite", "export/model.onnx"):
+                 "pareto.png", "export/manifest.json", "export/model_fp32.tflite", "export/model.onnx"):
         assert (out / name).is_file(), name
+    # a 2-epoch LeNet's int8 file may or may not pass its gate (near-ties; 0.937 was seen on an
+    # AVX2-only CPU): either way the job goes on, and each file is published or listed as failed
     manifest = json.loads((out / "export/manifest.json").read_text())
     assert all(a["parity"]["passed"] for a in manifest["artifacts"])
+    for f in manifest.get("failed", []):
+        assert f["reasons"] and not (out / "export" / f["file"]).exists()
+    listed = [a["file"] for a in manifest["artifacts"] + manifest.get("failed", [])]
+    assert {"model_fp32.tflite", "model_int8.tflite", "model.onnx"} <= set(listed)
     assert result["metrics"]["test_accuracy"] > 0.5
     qat = tmp_path / "runs" / "tiny-qat"            # the compression step: QAT, its int8 file
     assert result["compressed"]["run_dir"] == qat
@@ -54,6 +59,26 @@ def test_main_job_end_to_end_and_rerun_reuses_training(tmp_path, capsys):
     run(load_config(RunConfig, args))
     assert "reusing it" in capsys.readouterr().out
     assert (out / "model.keras").stat().st_mtime == mtime
+
+
+def test_main_job_goes_on_past_a_failing_optional_file(tmp_path, capsys):
+    """A SELU LeNet's full-int8 TFLite file fails its gate by far (agreement 0.74 against 0.97
+    measured here; int8 repair is off): the job publishes the others, reports, and says so."""
+    out = tmp_path / "selu"
+    result = run(load_config(RunConfig, [
+        f"out={out}", "train.data=digits", "train.model=lenet", "train.model.width=0.5",
+        "train.model.activation=selu", "train.epochs=2", "train.verbose=0", "compress=none",
+        "detect=false", "formats=tflite_fp32,tflite_int8", "gate.tflite_int8=0.99", "int8.repair=none",
+        "report_runs=3"]))
+    assert [a["file"] for a in result["export"].artifacts] == ["model_fp32.tflite"]
+    (failed,) = result["export"].failed
+    assert failed["file"] == "model_int8.tflite"
+    assert failed["int8_repair"]["diagnosis"]["layers"] and not failed["int8_repair"]["attempts"]
+    assert not (out / "export" / "model_int8.tflite").exists()
+    printed = capsys.readouterr().out
+    assert "1 files passed the parity gate; NOT published: model_int8.tflite (top-1 agreement" in printed
+    assert "## Not published" in (out / "report.md").read_text()
+    assert result["report"]["failed"][0]["file"] == "model_int8.tflite"
 
 
 @pytest.mark.slow

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from pipeline.export.config import ExportConfig, GateConfig
 from pipeline.export.core import ExportResult, export
-from pipeline.export.errors import ExportError, GateError
+from pipeline.export.errors import ExportError, GateError, IncompleteExportError
 from pipeline.export.formats import FORMATS, FormatSpec
 
 __all__ = ["FORMATS", "ExportConfig", "ExportError", "ExportResult", "FormatSpec", "GateConfig",
-           "GateError", "export"]
+           "GateError", "IncompleteExportError", "export"]

@@ -79,6 +79,27 @@ class GateConfig:
 
 
 @dataclass(frozen=True)
+class Int8Config:
+    """What happens when a calibrated int8 file (tflite_int8, onnx_int8) fails its gate: it is
+    always diagnosed (per-layer quantization error, ranked: manifest.json and the report); with
+    repair=auto it is then re-made, cheap fixes first (more calibration images, per-tensor
+    weights), then with the worst layers kept float (model_int8_mixed.*), adding them in rank
+    order until the file passes or `budget` (a fraction of the quantized layers) is spent."""
+    repair: Literal["auto", "none"] = "auto"
+    budget: float = 0.2          # at most this fraction of the layers may stay float
+    extra_calib: int = 2         # "more calibration": this many times calib_samples more images
+
+    def validate(self) -> None:
+        if self.repair not in ("auto", "none"):
+            raise OptionError(f"int8.repair: {self.repair!r} is not one of auto, none"
+                              f"{suggest(str(self.repair), ('auto', 'none'))}")
+        if not 0.0 < self.budget <= 1.0:
+            raise OptionError(f"int8.budget: a fraction of the layers in (0, 1], got {self.budget}")
+        if self.extra_calib < 0:
+            raise OptionError(f"int8.extra_calib: must be >= 0, got {self.extra_calib}")
+
+
+@dataclass(frozen=True)
 class ExportConfig:
     """Export a trained model to every requested format, gate each file, write a manifest."""
     POSITIONAL: ClassVar[str] = "model"     # `python -m pipeline export runs/r1`
@@ -91,8 +112,11 @@ class ExportConfig:
     calib_samples: int | None = None                       # int8 calibration images
     out: str = ""            # default: <run dir>/export
     seed: int = 0            # which training images calibrate, which test images are compared
+    strict: bool = False     # all-or-nothing: one failed file publishes none (default: publish what
+                             # passed, list the rest, fail only if a file named in formats= failed)
     verbose: bool = True
     gate: GateConfig = field(default_factory=GateConfig)
+    int8: Int8Config = field(default_factory=Int8Config)
 
     def format_options(self) -> dict[str, object]:
         """Options as given (None = not set), keyed like formats.OPTIONS."""

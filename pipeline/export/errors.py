@@ -14,6 +14,18 @@ class GateError(ExportError):
         super().__init__("parity gate failed, no artifact written:\n  " + "\n  ".join(self.failures))
 
 
+class IncompleteExportError(GateError):
+    """Files the user asked for by name neither passed nor were repaired; the others WERE
+    published (`result`: the pipeline.export.ExportResult)."""
+
+    def __init__(self, failures: list[str], result: object) -> None:
+        self.failures, self.result = list(failures), result
+        n = len({line.split(": ", 1)[0] for line in self.failures})
+        ValueError.__init__(self, f"{n} requested file(s) failed and were not published "
+                            f"(the {len(result.artifacts)} that passed are in {result.out_dir}):\n  "  # type: ignore[attr-defined]
+                            + "\n  ".join(self.failures))
+
+
 def first_line(e: BaseException) -> str:
     """The most useful line of a converter's (often multi-page) error message."""
     lines = [s.strip() for s in str(e).splitlines() if s.strip()]

@@ -63,18 +63,40 @@ def _check(proto: Any, spec: FormatSpec) -> None:
 
 
 def quantize_int8(float_path: Path, spec: FormatSpec, calibration: np.ndarray | None,
-                  workdir: Path) -> bytes:
+                  workdir: Path, per_channel: bool = True) -> bytes:
     """ONNX Runtime static quantization: QDQ format, int8 per-channel weights, uint8 activations
     (int8 activations left most convs unfused in ONNX Runtime here), ranges calibrated on the
     training sample (MinMax). `quant_pre_process` first (shape inference and graph
     optimization; skip_symbolic_shape: its symbolic pass would need sympy)."""
-    import onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if calibration is None or not len(calibration):
         raise ExportError(f"{spec.name}: needs calibration images (calib=<data>)")
-    name = onnx.load(str(float_path)).graph.input[0].name
+    pre, out = Path(workdir) / "int8_pre.onnx", Path(workdir) / "int8.onnx"
+    try:
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                quant_pre_process(str(float_path), str(pre), skip_symbolic_shape=True)
+        except Exception as e:  # onnxruntime.quantization raises a variety of types
+            raise ExportError(f"ONNX Runtime quantization failed: {first_line(e)}") from e
+        quantize(pre, out, calibration, per_channel, [])
+        data = out.read_bytes()
+    except ExportError as e:
+        raise ExportError(f"{spec.name}: {e}") from e
+    finally:
+        pre.unlink(missing_ok=True)
+        out.unlink(missing_ok=True)
+    return check_int8(data, spec)
+
+
+def quantize(pre: Path, out: Path, calibration: np.ndarray, per_channel: bool,
+             exclude: list[str]) -> None:
+    """quantize_static of the pre-processed float file `pre` into `out` (the recipe above);
+    `exclude`: node names kept float (int8 repair)."""
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    name = onnx.load(str(pre)).graph.input[0].name
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -84,19 +106,20 @@ def quantize_int8(float_path: Path, spec: FormatSpec, calibration: np.ndarray | 
             img = next(self.images, None)   # (H, W, C) uint8 -> (1, H, W, C) float 0..255
             return None if img is None else {name: img[None].astype(np.float32)}
 
-    pre, out = Path(workdir) / "int8_pre.onnx", Path(workdir) / "int8.onnx"
     try:
         with contextlib.redirect_stdout(io.StringIO()):
-            quant_pre_process(str(float_path), str(pre), skip_symbolic_shape=True)
             quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ,
-                            per_channel=True, activation_type=QuantType.QUInt8,
-                            weight_type=QuantType.QInt8)
-        proto = onnx.load(str(out))
+                            per_channel=per_channel, activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude) or None)
     except Exception as e:  # onnxruntime.quantization raises a variety of types
-        raise ExportError(f"{spec.name}: ONNX Runtime quantization failed: {first_line(e)}") from e
-    finally:
-        pre.unlink(missing_ok=True)
-        out.unlink(missing_ok=True)
+        raise ExportError(f"ONNX Runtime quantization failed: {first_line(e)}") from e
+
+
+def check_int8(data: bytes, spec: FormatSpec) -> bytes:
+    """A quantized file passes onnx.checker and holds QuantizeLinear nodes."""
+    import onnx
+
+    proto = onnx.load_from_string(data)
     _check(proto, spec)
     if not any(n.op_type == "QuantizeLinear" for n in proto.graph.node):
         raise ExportError(f"{spec.name}: the quantized graph has no QuantizeLinear node")

@@ -138,12 +138,16 @@ class Images:
     calibration_info: dict[str, Any]
     test_info: dict[str, Any]
     test_split: Any = None            # detectors: the test DetSplit (boxes, labels per image)
+    calibration_extra: np.ndarray | None = None   # more training images, none of `calibration`
+                                                  # (int8 repair's "more calibration" fix)
 
 
-def load_images(run: Run, task: Any, *, calib_samples: int, test_samples: int, seed: int) -> Images:
+def load_images(run: Run, task: Any, *, calib_samples: int, test_samples: int, seed: int,
+                extra_calib: int = 0) -> Images:
     """Seeded samples: calib_samples training images (0 = none), test_samples test images
     (0 = the whole test split), through the task's loader (a detector's test split keeps its
-    boxes: Images.test_split)."""
+    boxes: Images.test_split); extra_calib more training images that are not among the
+    calibration ones (drawn last, so the other samples do not depend on it)."""
     c = run.contract
     ds = task.load_data(run.data, c.input_shape)
     _check_labels(c, tuple(ds.class_names), run.data.source)
@@ -154,12 +158,20 @@ def load_images(run: Run, task: Any, *, calib_samples: int, test_samples: int, s
     calib = None
     if calib_samples:
         n = min(calib_samples, len(ds.train))
-        calib, _, _ = task.gate_images(ds, np.sort(rng.choice(len(ds.train), n, replace=False)), c, "train")
+        cidx = np.sort(rng.choice(len(ds.train), n, replace=False))
+        calib, _, _ = task.gate_images(ds, cidx, c, "train")
     m = len(ds.test) if not test_samples else min(test_samples, len(ds.test))
     tidx = np.arange(m) if m == len(ds.test) else np.sort(rng.choice(len(ds.test), m, replace=False))
     test, labels, split = task.gate_images(ds, tidx, c, "test")
+    extra = None
+    if calib_samples and extra_calib:
+        rest = np.setdiff1d(np.arange(len(ds.train)), cidx)
+        if len(rest):
+            pick = np.sort(rng.choice(rest, min(extra_calib, len(rest)), replace=False))
+            extra, _, _ = task.gate_images(ds, pick, c, "train")
     source = run.data.source
     return Images(calib, test, labels,
                   {"source": f"{source} (train split, seed {seed})", "samples": 0 if calib is None
                    else len(calib)},
-                  {"source": f"{source} (test split)", "samples": int(m)}, test_split=split)
+                  {"source": f"{source} (test split)", "samples": int(m)}, test_split=split,
+                  calibration_extra=extra)

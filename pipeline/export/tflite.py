@@ -88,6 +88,8 @@ def convert(model: Any, spec: FormatSpec, options: dict[str, Any], *,
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = _representative(calibration)
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if options.get("weights") == "per_tensor":   # int8 repair's cheap fix (pipeline.export.repair)
+            conv._experimental_disable_per_channel = True
         io_type = options.get("io", "float")
         if io_type != "float":
             conv.inference_input_type = getattr(tf, _IO_DTYPES[io_type])

@@ -35,6 +35,8 @@ class Task(ABC):
     monitor: ClassVar[str]           # the val metric that picks the best checkpoint
     formats: ClassVar[tuple[str, ...]]   # the export formats (pipeline.export.formats) it takes
     integer_io: ClassVar[bool]       # whether tflite_int8 may take io=uint8|int8
+    int8_repair: ClassVar[bool] = False   # whether a failing int8 file is diagnosed and repaired
+                                          # (pipeline.export.repair; its gate runs in the worker)
     plot_metric: ClassVar[tuple[str, str]]   # (row key, axis label) of report's Pareto plot
     summary_columns: ClassVar[tuple[SummaryColumn, ...]]
     report_columns: ClassVar[tuple[ReportColumn, ...]]

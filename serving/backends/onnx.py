@@ -3,6 +3,12 @@
 The batch dimension of Keras-exported ONNX models is usually dynamic, so a whole batch runs
 in one call. ONNX tensors carry no quantization parameters at the graph boundary (QDQ models
 keep float I/O), so a uint8/int8 input's scale comes from the artifact metadata.
+
+Sessions are made with ONNX Runtime's `WeightBiasQuantization` optimizer off: at load it
+quantizes (per-tensor int8) the float weights of any Conv/Gemm whose input comes from a
+DequantizeLinear, which silently undoes a mixed-precision file's float layers
+(model_int8_mixed.onnx: pipeline.export.repair); a fully quantized QDQ file has no float
+weights or biases for it to touch, so nothing else changes.
 """
 from __future__ import annotations
 
@@ -13,6 +19,9 @@ import numpy as np
 
 from serving.backends import Backend, TensorSpec
 from serving.metadata import ArtifactError, check_size, proto_fields
+
+# ONNX Runtime graph optimizers a session leaves out (see the module docstring)
+DISABLED_OPTIMIZERS = ["WeightBiasQuantization"]
 
 # onnxruntime's type strings -> numpy dtype names
 ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16",
@@ -79,7 +88,8 @@ class OnnxBackend(Backend):
                                 "the seal and the manifest cover this file alone; export it as one file")
         try:
             self._session = ort.InferenceSession(source, sess_options=opts,
-                                                 providers=["CPUExecutionProvider"])
+                                                 providers=["CPUExecutionProvider"],
+                                                 disabled_optimizers=DISABLED_OPTIMIZERS)
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
             raise ArtifactError(f"{where}: onnxruntime cannot load this model "
                                 f"({type(e).__name__}: {e})") from None

@@ -57,6 +57,7 @@ class ClassificationTask(Task):
     formats = ("tflite_fp32", "tflite_fp16", "tflite_dynamic", "tflite_int8", "onnx", "onnx_int8",
                "tflite_qat_int8", "tflite_sparse")
     integer_io = True
+    int8_repair = True
     plot_metric = ("accuracy", "test accuracy (%)")
     summary_columns: ClassVar = (
         ("size KB", 10, ".1f", lambda r, p: r["size_bytes"] / 1024),
