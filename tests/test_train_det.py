@@ -41,7 +41,7 @@ def test_focal_loss_on_hand_made_targets():
 
 
 def test_task_and_model_must_agree():
-    with pytest.raises(OptionError, match="model=ssd model.backbone"):
+    with pytest.raises(OptionError, match="model=ssd or model=yolo"):
         load_config(TrainConfig, ["task=detection", "model=resnet18"])
     with pytest.raises(OptionError, match="task=detection"):
         load_config(TrainConfig, ["model=ssd"])
