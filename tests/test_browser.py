@@ -150,7 +150,7 @@ def test_upload_a_scene_to_a_real_detector_in_chromium(det_server, tmp_path):
         expect(page.locator("strong", has_text="A: det/")).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
         head = page.get_by_test_id("stMarkdownContainer").filter(has_text="A: det/").first
         assert re.search(r"latency \d+\.\d+ ms \(model \d+\.\d+ ms\)", head.inner_text())
-        expect(page.get_by_text(re.compile(r"^\d+ boxes \(score > 0\.30"))).to_be_visible()   # serving detect's 0.3
+        expect(page.get_by_text(re.compile(r"^\d+ boxes \(score > 0\.30"))).to_be_visible()
         boxes = page.get_by_test_id("stTable").filter(has_text="box x0,y0,x1,y1")
         expect(boxes).to_have_count(1)
         listed = set(boxes.inner_text().split())

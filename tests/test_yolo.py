@@ -330,3 +330,19 @@ def test_yolo_files_detect_what_keras_detects(yolo_files, fmt, share, iou):
     assert reproduced(ref, got, iou) >= share
     if fmt != "tflite_int8":
         np.testing.assert_allclose(np.sort(got[0][1]), np.sort(ref[0][1]), atol=1e-4)
+
+
+@pytest.mark.parametrize("fmt", ["tflite_fp32", "tflite_int8"])
+def test_classes_and_count_leave_every_file_as_whole_numbers(yolo_files, fmt):
+    """classes and count are float32 (MediaPipe reads no int32 outputs) and MediaPipe truncates
+    them: in an int8 file they must not pass through an int8 tensor (2 -> 1.99 -> class 1)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_content=yolo_files[fmt].read_bytes()).get_signature_runner()
+    (name, _), = runner.get_input_details().items()
+    rng = np.random.default_rng(2)
+    for _ in range(3):
+        out = runner(**{name: rng.integers(0, 255, (1, SIZE, SIZE, 3)).astype(np.float32)})
+        for key in ("classes", "count"):
+            np.testing.assert_array_equal(out[key], np.rint(out[key]), err_msg=key)
+        assert out["count"][0] > 0

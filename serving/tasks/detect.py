@@ -69,10 +69,12 @@ class DetectorHead:
                                                      self.anchors)
             return boxes[:n], scores[:n], classes[:n]
         out = self.backend.run_all(x)
-        n = int(np.asarray(out[self.names["count"]]).reshape(-1)[0])
+        # classes and count are float32 whole numbers (MediaPipe reads no int32); in an int8 file
+        # they pass through int8 tensors, so 2 may come back as 1.99: round, never truncate
+        n = int(np.rint(np.asarray(out[self.names["count"]], np.float64).reshape(-1)[0]))
         return (np.asarray(out[self.names["boxes"]], np.float32)[0, :n],
                 np.asarray(out[self.names["scores"]], np.float32)[0, :n],
-                np.asarray(out[self.names["classes"]]).astype(np.int32)[0, :n])
+                np.rint(np.asarray(out[self.names["classes"]], np.float64)).astype(np.int32)[0, :n])
 
 
 def load_original(source: Any, contract: Any, name: str) -> tuple[np.ndarray, tuple[int, int]]:

@@ -40,7 +40,9 @@ def detection_layer(keras: Any, settings: DetectionSettings) -> Any:
     class DetectionOutputs(keras.layers.Layer):
         def call(self, raw):                                        # (1, A, 4 + C + 1)
             boxes, scores, classes, count = detect_graph(raw[0], settings, anchors)
-            return (boxes[None], scores[None], tf.cast(classes, tf.float32)[None],
+            # the casts come last: an int8 converter would quantize a float tensor that a
+            # reshape follows (2 -> 1.99), while a CAST's output is the file's output as it is
+            return (boxes[None], scores[None], tf.cast(classes[None], tf.float32),
                     tf.cast(tf.reshape(count, [1]), tf.float32))
 
     return DetectionOutputs(name="detection_outputs")
