@@ -8,6 +8,7 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from margins import seed  # noqa: E402
 from train_helpers import TINY  # noqa: E402
 
 
@@ -88,11 +89,12 @@ def convert_detector(keras_path: Path, root: Path, formats: tuple[str, ...]) -> 
 # exported to every format of the task. test_train.py's and test_train_det.py's run-dir checks
 # read the same runs, so each task trains once per session.
 TRAIN = {
-    "classification": [*TINY, "epochs=3", "verbose=0"],
+    "classification": [*TINY, "epochs=3", "verbose=0", f"seed={seed()}"],
     "detection": ["task=detection", "data=shapes_det", "data.shapes_det.images=64",
                   "data.shapes_det.size=64", "data.shapes_det.max_objects=2", "model=ssd",
                   "model.backbone=resnet18", "model.width=0.25", "model.head_channels=32", "epochs=4",
-                  "batch_size=16", "lr=0.003", "weight_decay=0.0005", "augment=none", "verbose=0"],
+                  "batch_size=16", "lr=0.003", "weight_decay=0.0005", "augment=none", "verbose=0",
+                  f"seed={seed()}"],
 }
 # lossy files of a barely trained model may flip near-ties: the gate runs and records, but its
 # quality bars are opened (the real bars are tested on confident models in test_export*.py)

@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 import pytest
+from margins import at_least, at_most, gate_passed, seed
 from train_helpers import ROOT, digits_source, env
 
 from models.options import OptionError
@@ -31,7 +32,7 @@ def _train_tiny(out, model, **options):
 
     over = ["data=shapes", "data.shapes.per_class=40", "data.shapes.classes=3", "data.shapes.size=32",
             f"model={model}", "batch_size=16", "augment=none", "epochs=2", "lr=0.003", "verbose=0",
-            f"out={out}", *[f"model.{k}={v}" for k, v in options.items()]]
+            f"seed={seed()}", f"out={out}", *[f"model.{k}={v}" for k, v in options.items()]]
     return train(load_config(TrainConfig, over)).run_dir
 
 
@@ -142,7 +143,7 @@ def test_qat_writes_the_qat_graph_and_float_weights(qat, digits_run):
     assert (qat.run_dir / "qat" / "saved_model" / "saved_model.pb").is_file()
     assert read_contract(qat.model) == read_contract(digits_run / "model.keras")
     load_model(qat.model)
-    assert m["accuracy_after"]["test"] > 0.5
+    at_least("QAT digits test accuracy", m["accuracy_after"]["test"], 0.5)
 
 
 def test_prune_qat_keeps_the_zeros(pqat, pruned):
@@ -193,7 +194,8 @@ def test_pruned_run_exports_every_float_format_and_the_zeros_survive(pruned):
         assert got >= want - 0.005 and art["sparsity"] == got, art["file"]
         assert art["size_gzip_bytes"] < 0.6 * art["size_bytes"], art["file"]   # zeros compress
         p = art["parity"]
-        assert p["passed"] and p["accuracy_source"] == pytest.approx(
+        gate_passed(art)
+        assert p["accuracy_source"] == pytest.approx(
             pruned.metrics["compress"]["accuracy_before"]["test"])
         assert p["accuracy_change_vs_source"] == pytest.approx(p["accuracy"] - p["accuracy_source"])
         meta = (read_onnx_metadata if path.suffix == ".onnx" else read_tflite_metadata)(path.read_bytes())
@@ -209,8 +211,10 @@ def test_sparse_encoding_is_asked_for_by_name_and_stores_no_zeros(pruned, tmp_pa
 
     result = _export(pruned.run_dir, "formats=tflite_sparse", f"out={tmp_path / 'export'}")
     (sparse,) = result.artifacts
-    assert sparse["file"] == "model_sparse.tflite" and sparse["parity"]["passed"]
-    assert sparse["parity"]["top1_agreement"] >= 0.995 and sparse["parity"]["max_abs_diff"] < 1e-4
+    assert sparse["file"] == "model_sparse.tflite"
+    gate_passed(sparse)
+    at_least("sparse vs Keras agreement", sparse["parity"]["top1_agreement"], 0.995)
+    at_most("sparse vs Keras max |dp|", sparse["parity"]["max_abs_diff"], 1e-4)
     path = tmp_path / "export" / sparse["file"]
     model = schema.ModelT.InitFromPackedBuf(path.read_bytes(), 0)
     encoded = [t for t in model.subgraphs[0].tensors if t.sparsity is not None]
@@ -240,13 +244,14 @@ def test_qat_int8_file_is_int8_and_matches_the_qat_graph(qat, digits_run):
     path = result.out_dir / art["file"]
     counts = tensor_types(path.read_bytes())
     assert counts.get("int8", 0) > 20 and counts.get("float32", 0) == 0   # uint8 I/O, int8 inside
-    assert art["parity"]["reference"] == "qat graph" and art["parity"]["passed"]
+    assert art["parity"]["reference"] == "qat graph"
+    gate_passed(art)
     # the file against the QAT graph, independently of the gate's own numbers
     images = load_dataset(DataConfig("digits"), image_size=(32, 32), channels=1).test.images
     fn = tf.saved_model.load(str(qat.run_dir / "qat" / "saved_model")).signatures["serving_default"]
     want = fn(tf.constant(images.astype("float32")))["probs"].numpy()
     got = serving.load(path).predict(images)
-    assert np.mean(got.argmax(1) == want.argmax(1)) >= 0.97
+    at_least("QAT int8 file vs QAT graph agreement", np.mean(got.argmax(1) == want.argmax(1)), 0.97)
     assert art["parity"]["top1_agreement"] == pytest.approx(np.mean(got.argmax(1) == want.argmax(1)))
 
 

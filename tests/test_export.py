@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import yaml
+from margins import at_least, gate_passed
 
 import serving
 from models.options import OptionError
@@ -54,9 +55,10 @@ def test_every_format_round_trips_through_serving_within_the_gate(exported, digi
         assert runner.manifest is not None
         probs = runner.predict(images)
         agreement = np.mean(probs.argmax(1) == keras_probs.argmax(1))
-        assert agreement >= gate.min_agreement(art["format"]), art["file"]
+        at_least(f"{art['format']} vs Keras agreement", agreement, gate.min_agreement(art["format"]))
         # the manifest's numbers are what the gate measured on the same test split
-        assert art["parity"]["passed"] and art["parity"]["samples"] == len(labels)
+        gate_passed(art)
+        assert art["parity"]["samples"] == len(labels)
         assert art["parity"]["top1_agreement"] == pytest.approx(agreement, abs=1e-9)
         if FORMATS[art["format"]].weights == "float32":   # fp32 and onnx: same arithmetic
             assert np.abs(probs - keras_probs).max() < 1e-3

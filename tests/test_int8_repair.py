@@ -9,6 +9,7 @@ import json
 
 import pytest
 from int8_damage import DAMAGED, damaged_run
+from margins import at_least, at_most, gate_passed
 
 import serving
 from pipeline.config import load_config
@@ -38,7 +39,7 @@ def repaired(damaged):
 def test_damaged_layer_is_ranked_first_and_kept_float_in_the_repaired_file(repaired, fmt, plain, mixed):
     failed = {f["file"]: f for f in repaired.failed}
     assert failed[plain]["stage"] == "gate" and failed[plain]["repaired_by"] == mixed
-    assert failed[plain]["parity"]["top1_agreement"] < 0.5          # PTQ really broke it
+    at_most(f"{fmt} damaged PTQ agreement (must fail)", failed[plain]["parity"]["top1_agreement"], 0.5)
     record = failed[plain]["int8_repair"]
     ranking = record["diagnosis"]["layers"]
     assert ranking[0]["layer"] == DAMAGED
@@ -51,7 +52,8 @@ def test_damaged_layer_is_ranked_first_and_kept_float_in_the_repaired_file(repai
     assert record["attempts"][-1] == {**record["attempts"][-1], "fix": f"int8 with 1 float layer: {DAMAGED}",
                                       "passed": True, "float_layers": [DAMAGED]}
     row = next(a for a in repaired.artifacts if a["file"] == mixed)
-    assert row["parity"]["passed"] and row["parity"]["top1_agreement"] >= 0.9
+    gate_passed(row)
+    at_least(f"{fmt} repaired agreement", row["parity"]["top1_agreement"], 0.9)
     path = repaired.out_dir / mixed
     meta = (read_tflite_metadata if fmt.startswith("tflite") else read_onnx_metadata)(path.read_bytes())
     q = meta["quantization"]

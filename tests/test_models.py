@@ -5,6 +5,7 @@ import keras
 import numpy as np
 import pytest
 import tf_keras
+from margins import at_most, seed
 
 from models import (
     UnknownModelError,
@@ -26,7 +27,7 @@ SHAPE = (32, 32, 3)
 
 
 def tiny(name, **kw):
-    keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(seed())
     args = dict(num_classes=5, input_shape=SHAPE, **TINY)
     args.update(kw)
     return create_model(name, **args)
@@ -70,7 +71,7 @@ def test_training_lowers_loss(name):
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss_fn, jit_compile=False)
     model.fit(x, y, batch_size=8, epochs=20, shuffle=False, verbose=0)
     after = float(loss_fn(y, model(x, training=True)))
-    assert after < 0.9 * before, (before, after)
+    at_most(f"{name} loss after/before 20 Adam steps", after / before, 0.9)
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -2,6 +2,7 @@
 import json
 
 import pytest
+from margins import at_least, at_most, gate_passed, seed
 
 from pipeline.config import load_config
 from pipeline.run import RunConfig, run
@@ -22,7 +23,7 @@ def test_quickstart_yaml_spells_out_the_defaults():
 def test_main_job_end_to_end_and_rerun_reuses_training(tmp_path, capsys):
     out = tmp_path / "runs" / "tiny"
     args = [f"out={out}", "train.data=digits", "train.model=lenet", "train.model.width=0.5",
-            "train.model.activation=relu", "train.epochs=2", "train.verbose=0",
+            "train.model.activation=relu", "train.epochs=2", "train.verbose=0", f"train.seed={seed()}",
             "formats=tflite_fp32,tflite_int8,onnx", "report_runs=3", "compress.epochs=1",
             *TINY_DETECTOR]
     result = run(load_config(RunConfig, args))
@@ -32,12 +33,13 @@ def test_main_job_end_to_end_and_rerun_reuses_training(tmp_path, capsys):
     # a 2-epoch LeNet's int8 file may or may not pass its gate (near-ties; 0.937 was seen on an
     # AVX2-only CPU): either way the job goes on, and each file is published or listed as failed
     manifest = json.loads((out / "export/manifest.json").read_text())
-    assert all(a["parity"]["passed"] for a in manifest["artifacts"])
+    for a in manifest["artifacts"]:
+        gate_passed(a)
     for f in manifest.get("failed", []):
         assert f["reasons"] and not (out / "export" / f["file"]).exists()
     listed = [a["file"] for a in manifest["artifacts"] + manifest.get("failed", [])]
     assert {"model_fp32.tflite", "model_int8.tflite", "model.onnx"} <= set(listed)
-    assert result["metrics"]["test_accuracy"] > 0.5
+    at_least("2-epoch LeNet test accuracy", result["metrics"]["test_accuracy"], 0.5)
     qat = tmp_path / "runs" / "tiny-qat"            # the compression step: QAT, its int8 file
     assert result["compressed"]["run_dir"] == qat
     assert json.loads((qat / "metrics.json").read_text())["compress"]["method"] == "qat"
@@ -67,11 +69,12 @@ def test_main_job_goes_on_past_a_failing_optional_file(tmp_path, capsys):
     out = tmp_path / "selu"
     result = run(load_config(RunConfig, [
         f"out={out}", "train.data=digits", "train.model=lenet", "train.model.width=0.5",
-        "train.model.activation=selu", "train.epochs=2", "train.verbose=0", "compress=none",
-        "detect=false", "formats=tflite_fp32,tflite_int8", "gate.tflite_int8=0.99", "int8.repair=none",
-        "report_runs=3"]))
+        "train.model.activation=selu", "train.epochs=2", "train.verbose=0", f"train.seed={seed()}",
+        "compress=none", "detect=false", "formats=tflite_fp32,tflite_int8", "gate.tflite_int8=0.99",
+        "int8.repair=none", "report_runs=3"]))
     assert [a["file"] for a in result["export"].artifacts] == ["model_fp32.tflite"]
     (failed,) = result["export"].failed
+    at_most("SELU int8 agreement (must fail 0.99)", failed["parity"]["top1_agreement"], 0.99)
     assert failed["file"] == "model_int8.tflite"
     assert failed["int8_repair"]["diagnosis"]["layers"] and not failed["int8_repair"]["attempts"]
     assert not (out / "export" / "model_int8.tflite").exists()

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from margins import at_most
 
 from models.options import OptionError
 from pipeline.config import load_config
@@ -56,7 +57,7 @@ def test_tiny_detector_loss_falls(task_runs):
     with open(result.run_dir / "logs" / "train.csv") as f:
         log = list(csv.DictReader(f))
     losses = [float(r["loss"]) for r in log]
-    assert losses[-1] < 0.7 * losses[0], losses
+    at_most("tiny SSD last/first epoch loss", losses[-1] / losses[0], 0.7)
     assert all("val_map" in r for r in log)
     m = json.loads((result.run_dir / "metrics.json").read_text())
     for key in ("test_map", "test_map50", "val_map", "train_map", "test_ar100", "per_class_ap",

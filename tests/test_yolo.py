@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+from margins import at_most, seed
 
 from models import create_detector, get_contract
 from models.decoder import DetectionSettings, decode_numpy, detect_graph, detect_numpy
@@ -236,7 +237,7 @@ def test_a_tiny_yolo_loss_falls_on_one_batch():
     from pipeline.tasks.detection.config import DetectionConfig
     from pipeline.tasks.detection.train import make_loss
 
-    keras.utils.set_random_seed(1)
+    keras.utils.set_random_seed(seed(1))
     model = _yolo()
     c = get_contract(model).detection
     loss_fn = make_loss(DetectionConfig(), 3, c)
@@ -256,7 +257,7 @@ def test_a_tiny_yolo_loss_falls_on_one_batch():
         opt.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
         losses.append(float(loss))
     assert all(np.isfinite(losses))
-    assert losses[-1] < 0.7 * losses[0], losses
+    at_most("tiny yolo loss after/before 12 steps", losses[-1] / losses[0], 0.7)
 
 
 def test_yolo_targets_are_the_padded_ground_truth():

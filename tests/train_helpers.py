@@ -46,12 +46,13 @@ def digits_source(run: Path, name: str, width: float = 0.25) -> Path:
     """A real, briefly trained run dir: registry model `name` at 32x32x1 on `digits`, 3 epochs,
     saved as the training stage does (model.keras + config.yaml with a data section)."""
     import keras
+    from margins import seed
 
     from models import create_model, save_model
     from pipeline.config import save_config
     from pipeline.data import DataConfig, load_dataset
 
-    keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(seed())
     ds = load_dataset(DataConfig(source="digits"), image_size=(32, 32), channels=1)
     model = create_model(name, num_classes=10, input_shape=(32, 32, 1), labels=ds.class_names, width=width)
     model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from margins import at_least, at_most
 
 import serving
 from serving.images import load_image
@@ -44,8 +45,8 @@ def test_each_file_gives_the_keras_answer(files, name):
         np.testing.assert_allclose(probs, reference, atol=1e-4)
     else:   # int8: the same answers, probabilities within the quantization error. On average:
         # the largest |dp| is one image's confident softmax moving, 0.18-0.23 between machines
-        assert (probs.argmax(1) == reference.argmax(1)).mean() >= 0.9
-        assert np.abs(probs - reference).mean() < 0.02
+        at_least(f"{name} agreement", (probs.argmax(1) == reference.argmax(1)).mean(), 0.9)
+        at_most(f"{name} mean |dp|", np.abs(probs - reference).mean(), 0.02)
     assert not {"tensorflow", "keras", "onnx"} & set(sys.modules)
 
 
@@ -78,7 +79,7 @@ def test_installed_cli_classifies_and_benchmarks(files, tmp_path):
     assert [Path(row["file"]).name for row in rows] == [p.name for p in images]
     labels = serving.load(export / "model_fp32.tflite").labels
     agree = np.mean([row["label"] == labels[i] for row, i in zip(rows, reference.argmax(1))])
-    assert agree >= 0.9
+    at_least("edge CLI int8 agreement", agree, 0.9)
     assert not r.stderr.strip(), r.stderr          # quiet: no INFO lines from the runtimes
 
     r = subprocess.run([str(CLI), "benchmark", f"model={export / 'model.onnx'}", "runs=5", "warmup=1",
