@@ -92,3 +92,13 @@ def test_every_manifest_row_has_its_placement(digits_export):
             assert summary == "full", (fmt, summary)
         else:
             assert summary.startswith("ORT mobile: NNAPI "), (fmt, summary)
+
+
+def test_summary_says_when_nms_is_the_only_cpu_op():
+    nms = {"index": 7, "op": "NON_MAX_SUPPRESSION_V5", "why": "not supported by the GPU delegate"}
+    assert placement._gpu_summary([nms]) == \
+        "partial: 1 op on CPU (NON_MAX_SUPPRESSION_V5); only NMS on CPU"
+    ops = [{"index": i, "op": op, "why": ""} for i, op in
+           enumerate(["SHAPE", "NON_MAX_SUPPRESSION_V5", "GATHER", "GATHER", "ARG_MAX", "CAST", "LESS"])]
+    assert placement._gpu_summary(ops) == \
+        "partial: 7 ops on CPU (NON_MAX_SUPPRESSION_V5, SHAPE, GATHER, ARG_MAX, +2 more)"
