@@ -10,9 +10,10 @@ from pipeline.export import placement
 from tests.conftest import convert_detector
 
 
-def _tiny_classifier(batch: int | None, flatten: bool) -> bytes:
+def _tiny_classifier(batch: int | None, flatten: bool, fp16: bool = False) -> bytes:
     """A float conv net with hand-known ops: MUL/ADD (0..255 -> normalized), CONV_2D, then
-    MEAN (global pooling) or RESHAPE (flatten), FULLY_CONNECTED, SOFTMAX."""
+    MEAN (global pooling) or RESHAPE (flatten), FULLY_CONNECTED, SOFTMAX (fp16: float16 weights,
+    a DEQUANTIZE in front of each)."""
     import keras
     import tensorflow as tf
 
@@ -22,7 +23,11 @@ def _tiny_classifier(batch: int | None, flatten: bool) -> bytes:
     x = keras.layers.Conv2D(4, 3, activation="relu")(x)
     x = keras.layers.Flatten()(x) if flatten else keras.layers.GlobalAveragePooling2D()(x)
     out = keras.layers.Dense(3, activation="softmax")(x)
-    return tf.lite.TFLiteConverter.from_keras_model(keras.Model(inp, out)).convert()
+    conv = tf.lite.TFLiteConverter.from_keras_model(keras.Model(inp, out))
+    if fp16:
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.target_spec.supported_types = [tf.float16]
+    return conv.convert()
 
 
 def test_float_classifier_is_full_and_a_dynamic_batch_flatten_is_not():
@@ -31,6 +36,10 @@ def test_float_classifier_is_full_and_a_dynamic_batch_flatten_is_not():
     assert full["delegated_by_default"] == full["ops"]
     pooled = placement.tflite_gpu(_tiny_classifier(None, flatten=False))
     assert pooled["summary"] == "full"
+    # float16 weights: the delegate reads them as constants (it skips their DEQUANTIZE), so the
+    # conv and dense layers keep one runtime input each
+    fp16 = placement.tflite_gpu(_tiny_classifier(1, flatten=True, fp16=True))
+    assert fp16["summary"] == "full" and fp16["ops"] > full["ops"]
     # batch None + Flatten: the converter computes the reshape target at run time (SHAPE ->
     # STRIDED_SLICE -> PACK, int32 tensors): the delegate takes none of those four ops, and by
     # default only the larger run of GPU ops (the convs before them)

@@ -13,8 +13,9 @@ model_builder.cc calls, and model_builder.cc's IsAllAllowedTensors):
   - an op runs on the GPU only if its builtin code is one CheckGpuDelegateCompatibility accepts
     (GPU_OPS below; any other op: "Not supported op"), with the per-op limits transcribed in
     `_limits` (the cheap ones: slice masks and ranks, constant axes, 1-D gather indices, cast
-    types, one runtime input for RESHAPE/TILE/TRANSPOSE; the rest of that file's per-op checks
-    are not repeated here);
+    types, one runtime input for RESHAPE/TILE/TRANSPOSE, softmax beta, pad shapes, fully
+    connected inputs; the rest of that file's per-op checks, e.g. ADD/MUL broadcasting or
+    depthwise multipliers, are not repeated here, so "full" means every op passed these);
   - every non-constant input/output tensor of the op must be float32/float16, or int8/uint8
     since TfLiteGpuDelegateOptionsV2Default() sets TFLITE_GPU_EXPERIMENTAL_FLAGS_ENABLE_QUANT:
     a full-integer file runs on the GPU by dequantizing (QUANTIZE/DEQUANTIZE are accepted, int8
@@ -23,7 +24,7 @@ model_builder.cc calls, and model_builder.cc's IsAllAllowedTensors):
     op on the CPU ("OP is supported, but tensor type isn't matched").
 The delegate has no op-version limits in that source. It delegates the largest connected run of
 supported ops by default (max_delegated_partitions=1): with CPU ops in the middle of a graph
-more ops may stay on the CPU than listed; "full" is exact.
+more ops may stay on the CPU than listed ("delegated_by_default" estimates the run it takes).
 
 .onnx -> ONNX Runtime's mobile usability checker (onnxruntime.tools.check_onnx_model_mobile_
 usability, its Python API `usability_checker.analyze_model`): its verdict for NNAPI (Android) and
@@ -85,9 +86,23 @@ def tflite_gpu(data: bytes) -> dict[str, Any]:
     op_names, type_names = _names(fb.BuiltinOperator), _names(fb.TensorType)
     graph = model.Subgraphs(0)
 
-    def is_const(t: int) -> bool:
+    def stored(t: int) -> bool:
         buf = model.Buffers(graph.Tensors(t).Buffer())
         return buf is not None and (buf.DataLength() > 0 or buf.Offset() > 1)
+
+    # an fp16 file's DEQUANTIZE of a stored float16 weight: the delegate skips the node and reads
+    # the weight as a constant (FP16GraphPartitionHelper; model_builder.cc "Ignore Fp16 Dequantize")
+    fp16_weights = set()
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        code = model.OperatorCodes(op.OpcodeIndex())
+        t = op.Inputs(0) if op.InputsLength() else -1
+        if (op_names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode())) == "DEQUANTIZE"
+                and t >= 0 and stored(t) and type_names[graph.Tensors(t).Type()] == "FLOAT16"):
+            fp16_weights.add(op.Outputs(0))
+
+    def is_const(t: int) -> bool:
+        return stored(t) or t in fp16_weights
 
     cpu = []
     for i in range(graph.OperatorsLength()):
@@ -131,12 +146,17 @@ def _limits(name: str, op: Any, ins: list, outs: list) -> str | None:
     if name in ("SLICE", "STRIDED_SLICE") and len(ins[0][1]) not in (3, 4):
         return f"{name} only on 3-D or 4-D tensors (got {len(ins[0][1])}-D)"
     if name == "STRIDED_SLICE":
-        opts = fb.StridedSliceOptions()
-        table = op.BuiltinOptions()
-        if table is not None:
-            opts.Init(table.Bytes, table.Pos)
-            if opts.EllipsisMask() or opts.NewAxisMask() or opts.ShrinkAxisMask():
-                return "STRIDED_SLICE with ellipsis/new-axis/shrink-axis mask"
+        opts = _options(op, fb.StridedSliceOptions)
+        if opts and (opts.EllipsisMask() or opts.NewAxisMask() or opts.ShrinkAxisMask()):
+            return "STRIDED_SLICE with ellipsis/new-axis/shrink-axis mask"
+    if name == "SOFTMAX":
+        opts = _options(op, fb.SoftmaxOptions)
+        if opts and opts.Beta() != 1:
+            return "SOFTMAX with beta != 1"
+    if name in ("PAD", "PADV2", "MIRROR_PAD") and (len(ins) < 2 or list(ins[1][1]) not in ([3, 2], [4, 2])):
+        return f"{name} paddings must be 3x2 or 4x2"
+    if name == "FULLY_CONNECTED" and (ins[0][2] or runtime > 2):
+        return "FULLY_CONNECTED with a constant input or more than 2 runtime inputs"
     if name in ("MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN", "REDUCE_PROD") and not ins[1][2]:
         return f"{name} only with constant axes"
     if name == "GATHER" and len(ins[1][1]) != 1:
@@ -148,6 +168,16 @@ def _limits(name: str, op: Any, ins: list, outs: list) -> str | None:
         if pair not in ok:
             return f"CAST {pair[0]} -> {pair[1]} not supported"
     return None
+
+
+def _options(op: Any, cls: Any) -> Any:
+    """The op's builtin options table as `cls` (fb.SoftmaxOptions, ...), None when absent."""
+    table = op.BuiltinOptions()
+    if table is None:
+        return None
+    opts = cls()
+    opts.Init(table.Bytes, table.Pos)
+    return opts
 
 
 def _gpu_summary(cpu: list[dict[str, Any]]) -> str:
