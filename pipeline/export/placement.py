@@ -13,9 +13,10 @@ model_builder.cc calls, and model_builder.cc's IsAllAllowedTensors):
   - an op runs on the GPU only if its builtin code is one CheckGpuDelegateCompatibility accepts
     (GPU_OPS below; any other op: "Not supported op"), with the per-op limits transcribed in
     `_limits` (the cheap ones: slice masks and ranks, constant axes, 1-D gather indices, cast
-    types, one runtime input for RESHAPE/TILE/TRANSPOSE, softmax beta, pad shapes, fully
-    connected inputs; the rest of that file's per-op checks, e.g. ADD/MUL broadcasting or
-    depthwise multipliers, are not repeated here, so "full" means every op passed these);
+    types, one runtime input for RESHAPE/TILE/TRANSPOSE, at most two for convolutions and
+    fully connected, softmax beta, pad shapes; the rest of that file's per-op checks, e.g.
+    ADD/MUL broadcasting or depthwise multipliers, are not repeated here, so "full" means every
+    op passed these);
   - every non-constant input/output tensor of the op must be float32/float16, or int8/uint8
     since TfLiteGpuDelegateOptionsV2Default() sets TFLITE_GPU_EXPERIMENTAL_FLAGS_ENABLE_QUANT:
     a full-integer file runs on the GPU by dequantizing (QUANTIZE/DEQUANTIZE are accepted, int8
@@ -155,6 +156,8 @@ def _limits(name: str, op: Any, ins: list, outs: list) -> str | None:
             return "SOFTMAX with beta != 1"
     if name in ("PAD", "PADV2", "MIRROR_PAD") and (len(ins) < 2 or list(ins[1][1]) not in ([3, 2], [4, 2])):
         return f"{name} paddings must be 3x2 or 4x2"
+    if name in ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV") and runtime > 2:
+        return f"{name} with more than 2 runtime inputs"
     if name == "FULLY_CONNECTED" and (ins[0][2] or runtime > 2):
         return "FULLY_CONNECTED with a constant input or more than 2 runtime inputs"
     if name in ("MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN", "REDUCE_PROD") and not ins[1][2]:
