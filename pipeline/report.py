@@ -181,11 +181,13 @@ def _gate(r: dict[str, Any]) -> str:
     return "-" if r["gate_passed"] is None else ("pass" if r["gate_passed"] else "FAIL")
 
 
+ACCELERATOR = "GPU delegate / ORT mobile"   # the column of pipeline.export.placement's summary
 # (header, right-aligned, cell) per column of the markdown table: these, the task's
 # (Task.report_columns), then _LAST
 _FIRST = (("variant", False, lambda r: r.get("variant", "source")), ("file", False, lambda r: r["file"]),
           ("format", False, lambda r: r["format"]), ("size KB", True, lambda r: f"{r['size_kb']:.1f}"))
 _LAST = (("gate", False, _gate), ("MediaPipe", False, lambda r: r.get("mediapipe") or "-"),
+         (ACCELERATOR, False, lambda r: r.get("accelerator") or "-"),
          ("ISA", False, lambda r: r.get("isa", "-")))
 def markdown(report: dict[str, Any]) -> str:
     b = report["benchmark"]
@@ -246,7 +248,9 @@ def report(cfg: ReportConfig) -> dict[str, Any]:
             task = get_task(bench["task"])   # the file's own contract says what it is
             row = {"variant": label, "run": vdir.name, **task.report_row(art, bench), "isa": isa,
                    # the gate's MediaPipe Tasks verdict (.tflite only): pass | fail: why | n/a: why
-                   "mediapipe": (art.get("parity") or {}).get("mediapipe")}
+                   "mediapipe": (art.get("parity") or {}).get("mediapipe"),
+                   # where a phone's accelerator runs it (pipeline.export.placement): information
+                   "accelerator": (art.get("accelerator") or {}).get("summary")}
             if edir != export_dir:   # files of another run dir: keep them apart in the table
                 row["file"] = f"{vdir.name}/export/{art['file']}"
             rows.append(row)

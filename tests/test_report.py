@@ -40,13 +40,16 @@ def test_report_writes_md_json_png(digits_run, digits_export, tmp_path):
     assert rec in files and f"Recommended on this machine: `{rec}`" in md
     assert "Measured on " in md and "int8 dot-product instructions: " in md
     # MediaPipe Tasks' verdict per file: grayscale digits are not for MediaPipe; ONNX is not asked
-    assert "| gate | MediaPipe | ISA |" in md
+    assert "| gate | MediaPipe | GPU delegate / ORT mobile | ISA |" in md
     cells = [a["parity"].get("mediapipe") for a in digits_export.artifacts]
     assert [r["mediapipe"] for r in data["rows"]] == cells
     for r in data["rows"]:
         line = next(line for line in md.splitlines() if f"| {r['file']} |" in line)
         want = "| pass | n/a: MediaPipe needs 3 channels" if r["file"].endswith(".tflite") else "| pass | - |"
         assert want in line, line
+        # where a phone's accelerator would run it (pipeline.export.placement), from the manifest
+        want = "| full |" if r["file"].endswith(".tflite") else "| ORT mobile: NNAPI "
+        assert want in line and r["accelerator"] in line, line
 
 
 def _r(file, p50, size, acc, passed=True):

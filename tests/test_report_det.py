@@ -46,6 +46,13 @@ def test_report_on_a_detector_has_map_columns(det_report_run):
     assert data["keras"]["format"] == "keras" and data["keras"]["map50"] == arts[0]["parity"]["map50_keras"]
     md = (run / "report.md").read_text()
     assert "| size KB | p50 ms | p90 ms | invoke ms | mAP@.5 | mAP@[.5:.95] |" in md
+    # accelerator placement (pipeline.export.placement): NMS is a CPU op of every detector file
+    assert "| MediaPipe | GPU delegate / ORT mobile | ISA |" in md
+    for row in data["rows"]:
+        line = next(line for line in md.splitlines() if f"| {row['file']} |" in line)
+        want = "ops on CPU (NON_MAX_SUPPRESSION_V5, " if row["file"].endswith(".tflite") else \
+            "; unsupported: NonMaxSuppression, "
+        assert want in row["accelerator"] and row["accelerator"] in line, line
     assert "including the decoding + NMS inside each file" in md
     assert data["benchmark"]["machine"] == machine_info() and "Measured on " in md
     rec = data["recommended"]

@@ -37,6 +37,7 @@ from tqdm import tqdm
 from models.options import OptionError
 from pipeline.compress.sparsity import file_sparsity
 from pipeline.config import save_config
+from pipeline.export import placement
 from pipeline.export.config import ExportConfig
 from pipeline.export.errors import ExportError, GateError, IncompleteExportError
 from pipeline.export.formats import FORMATS, check_request, formats_for
@@ -196,7 +197,8 @@ def _judge_all(items: list[dict[str, Any]], repairs: dict[str, Any], not_made: d
             parity["accuracy_change_vs_source"] = parity["accuracy"] - origin_accuracy
         row = {"file": item["file"], "format": spec.name, "options": item["options"],
                "size_gzip_bytes": len(gzip.compress(path.read_bytes(), 9)),
-               "sparsity": file_sparsity(path)["overall"], "parity": parity}
+               "sparsity": file_sparsity(path)["overall"], "parity": parity,
+               "accelerator": placement.check(path)}   # information, never a gate
         record = repairs.get(spec.name)
         if record:
             row["int8_repair"] = record
