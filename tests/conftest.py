@@ -27,14 +27,23 @@ def digits_run(tmp_path_factory):
     return digits_source(tmp_path_factory.mktemp("digits_run"), "resnet18")
 
 
+# The gate of exports whose every lossy file a test needs published. digits_run's int8 files
+# flip 2-4 of the 270 test images (bench/test_margins.py, seeds 0-1 x native/AVX2 oneDNN): an
+# accuracy drop of 0.0149 against the default 0.02 bar, 1.4 images of headroom, so a bar set by
+# where the floats land. These bars keep 2x the measured spread in hand; the default ones are
+# tested on purpose where a file must fail (test_export.py, test_run.py).
+TEST_GATE = ["gate.max_accuracy_drop=0.04", "gate.tflite_dynamic=0.95", "gate.tflite_int8=0.95",
+             "gate.onnx_int8=0.95"]
+
+
 @pytest.fixture(scope="session")
 def digits_export(digits_run):
     """digits_run exported to every format of a trained run (int8 with uint8 I/O) into
-    digits_run/export."""
+    digits_run/export, under TEST_GATE."""
     from pipeline.config import load_config
     from pipeline.export import ExportConfig, export
 
-    return export(load_config(ExportConfig, [f"model={digits_run}", "io=uint8", "verbose=false"]))
+    return export(load_config(ExportConfig, [f"model={digits_run}", "io=uint8", "verbose=false", *TEST_GATE]))
 
 
 DET_SIZE, DET_K = 64, 20   # the tiny detector's input size and max_detections

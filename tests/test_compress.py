@@ -21,6 +21,7 @@ from pipeline.__main__ import main
 from pipeline.compress import CompressConfig, compress
 from pipeline.compress.sparsity import model_sparsity
 from pipeline.config import load_config
+from tests.conftest import TEST_GATE
 
 # the source runs' data: 3 classes x 40 generated 32x32 images
 TINY_DATA = {"source": "shapes", "shapes": {"per_class": 40, "classes": 3, "size": 32}}
@@ -183,7 +184,7 @@ def test_pruned_run_exports_every_float_format_and_the_zeros_survive(pruned):
     from pipeline.compress.sparsity import file_sparsity
     from serving.metadata import read_onnx_metadata, read_tflite_metadata
 
-    result = _export(pruned.run_dir)
+    result = _export(pruned.run_dir, *TEST_GATE)   # its int8 files: drops up to 0.0112 of 0.02 measured
     want = model_sparsity(load_model(pruned.model))["overall"]
     assert want > 0.7
     assert [a["format"] for a in result.artifacts] == ["tflite_fp32", "tflite_fp16", "tflite_dynamic",

@@ -49,20 +49,20 @@ def test_every_format_round_trips_through_serving_within_the_gate(exported, digi
     assert exported.out_dir == digits_run / "export"
     assert {a["format"]: a["file"] for a in exported.artifacts} == EXPECTED_FILES
     images, labels, keras_probs = held_out
-    gate = GateConfig()
-    for art in exported.artifacts:
+    for art in exported.artifacts:   # each file against the bars its gate ran with (TEST_GATE)
         runner = serving.load(exported.out_dir / art["file"])        # manifest checked ("auto")
         assert runner.manifest is not None
         probs = runner.predict(images)
         agreement = np.mean(probs.argmax(1) == keras_probs.argmax(1))
-        at_least(f"{art['format']} vs Keras agreement", agreement, gate.min_agreement(art["format"]))
+        at_least(f"{art['format']} vs Keras agreement", agreement, art["parity"]["min_top1_agreement"])
         # the manifest's numbers are what the gate measured on the same test split
         gate_passed(art)
         assert art["parity"]["samples"] == len(labels)
         assert art["parity"]["top1_agreement"] == pytest.approx(agreement, abs=1e-9)
         if FORMATS[art["format"]].weights == "float32":   # fp32 and onnx: same arithmetic
             assert np.abs(probs - keras_probs).max() < 1e-3
-        assert art["parity"]["accuracy_drop"] <= gate.max_accuracy_drop
+        if art["parity"]["max_accuracy_drop"] is not None:   # lossy files
+            assert art["parity"]["accuracy_drop"] <= art["parity"]["max_accuracy_drop"]
 
 
 def test_metadata_is_read_back_from_each_file(exported, digits_run):
