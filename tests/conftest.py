@@ -32,7 +32,7 @@ def digits_run(tmp_path_factory):
 # accuracy drop of 0.0149 against the default 0.02 bar, 1.4 images of headroom, so a bar set by
 # where the floats land. These bars keep 2x the measured spread in hand; the default ones are
 # tested on purpose where a file must fail (test_export.py, test_run.py).
-TEST_GATE = ["gate.max_accuracy_drop=0.04", "gate.tflite_dynamic=0.95", "gate.tflite_int8=0.95",
+TEST_GATE = ["gate.max_accuracy_drop=0.05", "gate.tflite_dynamic=0.95", "gate.tflite_int8=0.95",
              "gate.onnx_int8=0.95"]
 
 

@@ -257,7 +257,8 @@ def test_a_tiny_yolo_loss_falls_on_one_batch():
         opt.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
         losses.append(float(loss))
     assert all(np.isfinite(losses))
-    at_most("tiny yolo loss after/before 12 steps", losses[-1] / losses[0], 0.7)
+    # measured 0.35-0.48 over seeds 0-1 x native/AVX2 (bench/test_margins.py): 0.8 keeps 2x that spread
+    at_most("tiny yolo loss after/before 12 steps", losses[-1] / losses[0], 0.8)
 
 
 def test_yolo_targets_are_the_padded_ground_truth():

@@ -45,7 +45,9 @@ def test_each_file_gives_the_keras_answer(files, name):
         np.testing.assert_allclose(probs, reference, atol=1e-4)
     else:   # int8: the same answers, probabilities within the quantization error. On average:
         # the largest |dp| is one image's confident softmax moving, 0.18-0.23 between machines
-        at_least(f"{name} agreement", (probs.argmax(1) == reference.argmax(1)).mean(), 0.9)
+        # 0 or 1 of the 24 images flipped over seeds 0-1 x native/AVX2 (bench/test_margins.py):
+        # 0.9 left 1.4 images of headroom; 0.8 keeps 2x the spread, and a broken file flips most
+        at_least(f"{name} agreement", (probs.argmax(1) == reference.argmax(1)).mean(), 0.8)
         at_most(f"{name} mean |dp|", np.abs(probs - reference).mean(), 0.02)
     assert not {"tensorflow", "keras", "onnx"} & set(sys.modules)
 
@@ -79,7 +81,7 @@ def test_installed_cli_classifies_and_benchmarks(files, tmp_path):
     assert [Path(row["file"]).name for row in rows] == [p.name for p in images]
     labels = serving.load(export / "model_fp32.tflite").labels
     agree = np.mean([row["label"] == labels[i] for row, i in zip(rows, reference.argmax(1))])
-    at_least("edge CLI int8 agreement", agree, 0.9)
+    at_least("edge CLI int8 agreement", agree, 0.8)   # as above: 0 or 1 of 24 flipped
     assert not r.stderr.strip(), r.stderr          # quiet: no INFO lines from the runtimes
 
     r = subprocess.run([str(CLI), "benchmark", f"model={export / 'model.onnx'}", "runs=5", "warmup=1",
