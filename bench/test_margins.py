@@ -42,6 +42,11 @@ def margin_files() -> list[Path]:
     return sorted(p for p in (ROOT / "tests").rglob("test_*.py") if "from margins import" in p.read_text())
 
 
+def read_log(path: Path) -> list[dict]:
+    """The rows a CNN_MARGINS_OUT file holds (none when the run wrote none)."""
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
 def run_once(files: list[Path], seed: int, isa: str, log: Path) -> dict:
     """One pytest run of `files` (not slow) at `seed` under `isa`: {seconds, rc, rows}."""
     env = {**os.environ, **ISAS[isa], "CNN_TEST_SEED": str(seed), "CNN_MARGINS_OUT": str(log),
@@ -63,8 +68,8 @@ def run_once(files: list[Path], seed: int, isa: str, log: Path) -> dict:
         rc = rc or r.returncode
         tail = r.stdout.strip().splitlines()[-1:] or [""]
         print(f"  seed {seed} {isa:6s} {Path(cmd[0]).parent.parent.name}: {tail[0]}", flush=True)
-    rows = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-    return {"seed": seed, "isa": isa, "seconds": round(time.time() - start, 1), "rc": rc, "rows": rows}
+    return {"seed": seed, "isa": isa, "seconds": round(time.time() - start, 1), "rc": rc,
+            "rows": read_log(log)}
 
 
 def summarize(runs: list[dict]) -> list[dict]:
@@ -122,7 +127,7 @@ def main() -> int:
     for path in filter(None, args.merge.split(",")):
         runs += json.loads(Path(path).read_text())["runs"]
     for path in filter(None, args.logs.split(",")):
-        rows = [json.loads(line) for line in Path(path).read_text().splitlines()]
+        rows = read_log(Path(path))
         for key in sorted({(r["seed"], r["isa"]) for r in rows}):
             runs.append({"seed": key[0], "isa": "native" if key[1] == "native" else "avx2",
                          "seconds": None, "rc": 0, "source": str(path),

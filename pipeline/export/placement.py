@@ -87,6 +87,11 @@ def tflite_gpu(data: bytes) -> dict[str, Any]:
     op_names, type_names = _names(fb.BuiltinOperator), _names(fb.TensorType)
     graph = model.Subgraphs(0)
 
+    def op_name(op: Any) -> str:
+        code = model.OperatorCodes(op.OpcodeIndex())
+        name = op_names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "UNKNOWN")
+        return code.CustomCode().decode() if name == "CUSTOM" else name
+
     def stored(t: int) -> bool:
         buf = model.Buffers(graph.Tensors(t).Buffer())
         return buf is not None and (buf.DataLength() > 0 or buf.Offset() > 1)
@@ -96,10 +101,9 @@ def tflite_gpu(data: bytes) -> dict[str, Any]:
     fp16_weights = set()
     for i in range(graph.OperatorsLength()):
         op = graph.Operators(i)
-        code = model.OperatorCodes(op.OpcodeIndex())
         t = op.Inputs(0) if op.InputsLength() else -1
-        if (op_names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode())) == "DEQUANTIZE"
-                and t >= 0 and stored(t) and type_names[graph.Tensors(t).Type()] == "FLOAT16"):
+        if (op_name(op) == "DEQUANTIZE" and t >= 0 and stored(t)
+                and type_names[graph.Tensors(t).Type()] == "FLOAT16"):
             fp16_weights.add(op.Outputs(0))
 
     def is_const(t: int) -> bool:
@@ -108,10 +112,7 @@ def tflite_gpu(data: bytes) -> dict[str, Any]:
     cpu = []
     for i in range(graph.OperatorsLength()):
         op = graph.Operators(i)
-        code = model.OperatorCodes(op.OpcodeIndex())
-        name = op_names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "UNKNOWN")
-        if name == "CUSTOM":
-            name = code.CustomCode().decode()
+        name = op_name(op)
         ins = [t for t in op.InputsAsNumpy().tolist() if t >= 0]
         outs = op.OutputsAsNumpy().tolist()
         why = None
