@@ -148,6 +148,19 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     save_figure(fig, path)
 
 
+def save(out: Path, args, rows: list[dict], partial: bool) -> list[dict]:
+    """Write the rows so far (partial: the run is still going) and their summary; returns it."""
+    from serving.machine import describe
+
+    summary = summarise(rows)
+    write_json(out, {"settings": {**vars(args), "common": COMMON,
+                                  "detectors": {k: DETECTORS[k] for k in args.detectors.split(",")}},
+                     "machine": describe(), "summary": summary, "rows": rows, "partial": partial,
+                     "note": "wall times on a 2-core CPU that may be shared with other jobs "
+                             "(each row's load_avg_1m is the 1-minute load average as it ended)"})
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--detectors", default="ssd,yolo")
@@ -170,17 +183,12 @@ def main(argv: list[str] | None = None) -> int:
             for det in args.detectors.split(","):
                 for seed in map(int, args.seeds.split(",")):
                     run = run_one(det, sources[data], seed, args, Path(tmp) / f"{data}-{det}-{seed}")
-                    rows.append({"data": data, **run})
+                    rows.append({"data": data, **run, "load_avg_1m": round(os.getloadavg()[0], 2)})
+                    save(Path(args.out), args, rows, partial=True)   # a stopped run keeps its rows
                     print({k: rows[-1][k] for k in ("data", "detector", "seed", "test_map50", "test_map",
                                                     "wall_seconds")}, flush=True)
-    from serving.machine import describe
-
-    summary = summarise(rows)
+    summary = save(Path(args.out), args, rows, partial=False)
     out = Path(args.out)
-    write_json(out, {"settings": {**vars(args), "common": COMMON,
-                                  "detectors": {k: DETECTORS[k] for k in args.detectors.split(",")}},
-                     "machine": describe(), "summary": summary, "rows": rows,
-                     "note": "wall times on a 2-core CPU that may be shared with other jobs"})
     epochs = args.epochs or ", ".join(f"{k} {v}" for k, v in EPOCHS.items())
     plot(rows, out.with_suffix(".png"), f"SSD vs YOLO from scratch, {args.size} px, epochs: {epochs}")
     print(table(summary))
