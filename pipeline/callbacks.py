@@ -238,12 +238,15 @@ class TensorBoardScalars:
 
 
 def make_callbacks(k: Any, *, log: EpochLog, best: BestCheckpoint, hint: str, backup_dir: Path,
-                   tensorboard_dir: Path, before_log: Sequence[Any] = ()) -> Sequence[Any]:
+                   tensorboard_dir: Path, before_log: Sequence[Any] = (), ema: bool = False) -> Sequence[Any]:
     """Order matters: the guard raises before anything records a diverged epoch, callbacks that
     add metrics to the logs (before_log: a detector's val mAP) run next, the log row is written
     (and adds lr to the logs) before the checkpoint and TensorBoard read them, and the backup
-    comes last."""
+    comes last. ema: the optimizer averages the weights; validation uses the average, which is
+    swapped in at each epoch's end (before before_log and the checkpoint) and out at the next
+    epoch's start (Keras 3)."""
     extra = {"double_checkpoint": True} if k.__name__ == "keras" else {}
-    return [bind(k, NaNGuard, "TerminateOnNaN")(hint), *before_log, log, best,
+    swap = [k.callbacks.SwapEMAWeights(swap_on_epoch=True)] if ema else []
+    return [bind(k, NaNGuard, "TerminateOnNaN")(hint), *swap, *before_log, log, best,
             bind(k, TensorBoardScalars)(tensorboard_dir),
             k.callbacks.BackupAndRestore(str(backup_dir), **extra)]

@@ -131,20 +131,23 @@ def keras_schedule(k: Any, curve: LRCurve) -> Any:
 
 
 def make_optimizer(k: Any, name: str, learning_rate: Any, *, momentum: float = 0.9,
-                   weight_decay: float = 0.0) -> Any:
-    """A k.optimizers instance; `momentum` is used by momentum, nesterov and rmsprop."""
+                   weight_decay: float = 0.0, ema: float = 0.0) -> Any:
+    """A k.optimizers instance; `momentum` is used by momentum, nesterov and rmsprop; `ema` > 0
+    keeps a moving average of the weights with that momentum (Keras' use_ema; the trainer swaps
+    it in for validation and checkpoints with keras.callbacks.SwapEMAWeights)."""
     opts = k.optimizers
     wd = weight_decay if weight_decay > 0 else None
+    avg = {"use_ema": True, "ema_momentum": ema} if ema > 0 else {}
     if name == "sgd":
-        opt = opts.SGD(learning_rate, weight_decay=wd)
+        opt = opts.SGD(learning_rate, weight_decay=wd, **avg)
     elif name in ("momentum", "nesterov"):
-        opt = opts.SGD(learning_rate, momentum=momentum, nesterov=name == "nesterov", weight_decay=wd)
+        opt = opts.SGD(learning_rate, momentum=momentum, nesterov=name == "nesterov", weight_decay=wd, **avg)
     elif name == "rmsprop":
-        opt = opts.RMSprop(learning_rate, rho=0.9, momentum=momentum, weight_decay=wd)
+        opt = opts.RMSprop(learning_rate, rho=0.9, momentum=momentum, weight_decay=wd, **avg)
     elif name == "adam":
-        opt = opts.Adam(learning_rate, weight_decay=wd)
+        opt = opts.Adam(learning_rate, weight_decay=wd, **avg)
     elif name == "adamw":
-        opt = opts.AdamW(learning_rate, weight_decay=weight_decay)
+        opt = opts.AdamW(learning_rate, weight_decay=weight_decay, **avg)
     else:
         raise OptionError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
     if weight_decay > 0:

@@ -27,6 +27,7 @@ from typing import Any
 
 from models import get_contract, load_model, save_model
 from models.atomic import write_json
+from models.options import OptionError
 from pipeline import rundir
 from pipeline.callbacks import BestCheckpoint, EpochLog, bind, fit_verbosity, make_callbacks
 from pipeline.config import save_config, to_dict
@@ -66,8 +67,11 @@ def compile_for_training(model: Any, k: Any, cfg: TrainConfig, curve: LRCurve,
                          backbone_lr_mult: float = 1.0, contract: Any = None) -> Any:
     """Compile with the config's optimizer and schedule and the task's loss; `contract`: the
     model's (given when `model` is a twin that carries none, as a compression stage's is)."""
+    if cfg.ema and k.__name__ != "keras":
+        raise OptionError(f"ema={cfg.ema:g}: the weight average works with Keras 3 training and "
+                          "fine-tuning, not in compression stages (their tf_keras twin); set ema=0")
     optimizer = make_optimizer(k, cfg.optimizer, keras_schedule(k, curve), momentum=cfg.momentum,
-                               weight_decay=cfg.weight_decay)
+                               weight_decay=cfg.weight_decay, ema=cfg.ema)
     if backbone_lr_mult != 1.0:
         variables = [v for layer in backbone_layers(model) for v in layer.trainable_weights]
         optimizer = with_lr_multiplier(optimizer, variables, backbone_lr_mult)
@@ -188,7 +192,8 @@ def train(cfg: TrainConfig, *, init: Initializer | None = None) -> TrainResult:
             callbacks = make_callbacks(k, log=log, best=best, backup_dir=backup,
                                        hint=f"lr={cfg.lr:g}, optimizer={cfg.optimizer}",
                                        tensorboard_dir=paths.tensorboard,
-                                       before_log=task.epoch_callbacks(k, data, shape))
+                                       before_log=task.epoch_callbacks(k, data, shape),
+                                       ema=cfg.ema > 0)
             if init is not None and init.callbacks:
                 callbacks = [*init.callbacks(k), *callbacks]
             with without_noise():   # TF's cost-estimator warnings at verbose=2 (serving.native_logs)

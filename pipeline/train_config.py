@@ -70,6 +70,9 @@ class TrainConfig:
     weight_decay: float = 0.05       # decoupled (lr * wd * w per step); not on biases / BatchNorm
     schedule: ScheduleConfig = field(default_factory=lambda: ScheduleConfig("cosine", warmup_epochs=1.0))
     label_smoothing: float = 0.0
+    # exponential moving average of the weights (YOLO's "EMA"): 0 = off, else the momentum, e.g.
+    # 0.99 (about the last 100 steps); validation, checkpoints and model.keras use the average
+    ema: float = 0.0
     dropout: float | None = None     # sets the family's dropout option
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     seed: int = 0
@@ -91,6 +94,7 @@ class TrainConfig:
                   (0 <= self.momentum < 1, "momentum must be in [0, 1)"),
                   (self.weight_decay >= 0, "weight_decay must be >= 0"),
                   (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
+                  (self.ema == 0 or 0.5 <= self.ema < 1, "ema must be 0 (off) or a momentum in [0.5, 1)"),
                   (self.dropout is None or 0 <= self.dropout < 1, "dropout must be in [0, 1)"),
                   (self.verbose in (0, 1, 2), "verbose must be 0, 1 or 2")]
         for ok, message in checks:

@@ -198,3 +198,54 @@ def test_train_seconds_is_wall_time_including_validation(tmp_path, monkeypatch):
     assert m["train_seconds"] >= 0.8 and m["train_seconds"] <= m["wall_seconds"]
     rows = list(csv.DictReader(open(result.paths["log"])))
     assert all(float(r["epoch_seconds"]) >= 0.4 for r in rows)
+
+
+def test_ema_validates_and_saves_the_weight_average(tmp_path, monkeypatch):
+    """ema=0.9: every epoch ends with the average swapped in (what validation, the checkpoint and
+    model.keras see), equal to the average computed by hand from the raw weights after each step
+    (Keras' use_ema: the first step copies, then avg = m * avg + (1 - m) * w), and the next epoch
+    trains on from the raw weights, not from the average."""
+    import keras
+
+    from models import load_model
+    from pipeline.tasks import get_task
+
+    seen = {"raw": [], "begin": [], "end": []}
+
+    def weights(model):
+        return [v.numpy().copy() for v in model.trainable_weights]
+
+    class Spy(keras.callbacks.Callback):   # runs after SwapEMAWeights (task.epoch_callbacks' place)
+        def on_epoch_begin(self, epoch, logs=None):
+            seen["begin"].append(weights(self.model))
+
+        def on_train_batch_end(self, batch, logs=None):
+            seen["raw"].append(weights(self.model))
+
+        def on_epoch_end(self, epoch, logs=None):
+            seen["end"].append((len(seen["raw"]), weights(self.model)))
+
+    monkeypatch.setattr(get_task("classification"), "epoch_callbacks", lambda k, data, shape: [Spy()])
+    result = train(load_config(TrainConfig, [*TINY, "epochs=2", "ema=0.9", "verbose=0", "lr=0.01",
+                                             "early_stopping.restore_best=false", f"out={tmp_path / 'r'}"]))
+    avg, expected = None, []
+    for w in seen["raw"]:
+        avg = w if avg is None else [0.9 * a + 0.1 * x for a, x in zip(avg, w)]
+        expected.append(avg)
+    for steps, at_end in seen["end"]:
+        for got, want in zip(at_end, expected[steps - 1]):
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    first_epoch_steps = seen["end"][0][0]
+    for got, raw in zip(seen["begin"][1], seen["raw"][first_epoch_steps - 1]):
+        # swapped back (by add/subtract: 1-ulp rounding): epoch 2 starts from the raw weights
+        np.testing.assert_allclose(got, raw, rtol=1e-5, atol=1e-7)
+    gap = max(float(np.abs(a - b).max()) for a, b in zip(seen["raw"][-1], expected[-1]))
+    assert gap > 1e-3   # the average is not the raw weights: the checks above can tell them apart
+    saved = load_model(result.paths["model"])
+    for got, want in zip([v.numpy() for v in saved.trainable_weights], expected[-1]):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_ema_is_refused_where_it_cannot_apply():
+    with pytest.raises(OptionError, match="ema must be 0"):
+        load_config(TrainConfig, ["ema=1.5"])
