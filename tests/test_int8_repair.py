@@ -44,11 +44,14 @@ def test_damaged_layer_is_ranked_first_and_kept_float_in_the_repaired_file(repai
     ranking = record["diagnosis"]["layers"]
     assert ranking[0]["layer"] == DAMAGED
     assert ranking[0]["error"] > 10 * ranking[1]["error"]            # by far, not by a hair
-    # cheap fixes first (more calibration, per-tensor: neither helps a broken weight range),
-    # then one float layer: the damaged one
-    assert [a["fix"] for a in record["attempts"]][:2] == [
-        "more calibration: 900 images instead of 300", "per-tensor weights (instead of per-channel)"]
-    assert not any(a["passed"] for a in record["attempts"][:2])
+    # cheap fixes first (more calibration, augmented calibration, per-tensor: none helps a broken
+    # weight range), then one float layer: the damaged one
+    assert [a["fix"] for a in record["attempts"]][:3] == [
+        "more calibration: 900 images instead of 300",
+        "augmented calibration: 600 images (each also shifted, zoomed, brightened)",
+        "per-tensor weights (instead of per-channel)"]
+    assert not any(a["passed"] for a in record["attempts"][:3])
+    assert all(a["top1_agreement"] is not None for a in record["attempts"][:3])   # each one measured
     assert record["attempts"][-1] == {**record["attempts"][-1], "fix": f"int8 with 1 float layer: {DAMAGED}",
                                       "passed": True, "float_layers": [DAMAGED]}
     row = next(a for a in repaired.artifacts if a["file"] == mixed)
@@ -106,3 +109,18 @@ def test_tflite_layer_metric_is_rms_error_in_quantization_steps():
     assert _rmse_over_scale(f, q, 0.5, 10) == pytest.approx(0.5)   # sqrt(mean([0, 0, 0, 0.25])) / 0.5
     assert _rmse_over_scale(np.zeros(4, np.float32), q, 1e-30, 10) == 0.0   # a dead output is not ranked
     assert layer_name("functional_1/conv2_1/Relu;functional_1/conv2_1/BiasAdd") == "conv2"
+
+
+def test_augmented_calibration_keeps_the_images_and_adds_a_varied_copy():
+    import numpy as np
+
+    from pipeline.export.repair import augmented_calibration
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (70, 16, 16, 3), dtype=np.uint8)   # two batches of 64
+    out = augmented_calibration(images)
+    assert out.shape == (140, 16, 16, 3) and out.dtype == np.uint8
+    np.testing.assert_array_equal(out[:70], images)                    # the originals first, as they are
+    changed = np.abs(out[70:].astype(int) - images.astype(int)).mean(axis=(1, 2, 3))
+    assert (changed > 1).all()                                         # every copy varied
+    np.testing.assert_array_equal(augmented_calibration(images), out)  # seeded: the same each time

@@ -82,9 +82,10 @@ class GateConfig:
 class Int8Config:
     """What happens when a calibrated int8 file (tflite_int8, onnx_int8) fails its gate: it is
     always diagnosed (per-layer quantization error, ranked: manifest.json and the report); with
-    repair=auto it is then re-made, cheap fixes first (more calibration images, per-tensor
-    weights), then with the worst layers kept float (model_int8_mixed.*), adding them in rank
-    order until the file passes or `budget` (a fraction of the quantized layers) is spent."""
+    repair=auto it is then re-made, cheap fixes first (more calibration images, augmented
+    calibration images, per-tensor weights), then with the worst layers kept float
+    (model_int8_mixed.*), adding them in rank order until the file passes or `budget` (a fraction
+    of the quantized layers) is spent."""
     repair: Literal["auto", "none"] = "auto"
     budget: float = 0.2          # at most this fraction of the layers may stay float
     extra_calib: int = 2         # "more calibration": this many times calib_samples more images

@@ -7,8 +7,9 @@ failing by the same parity gate the parent applies (the parent judges every file
    quantization debugger; onnx_debug.py: ONNX Runtime's qdq_loss_debug), on up to
    DEBUG_SAMPLES calibration images.
 2. Cheap fixes, each a full-int8 file under the same name (it still is what the name says):
-   more calibration images (int8.extra_calib x calib_samples more training images), then
-   per-tensor instead of per-channel weights.
+   more calibration images (int8.extra_calib x calib_samples more training images), then the
+   calibration images plus a copy under light training augmentation (augmented_calibration),
+   then per-tensor instead of per-channel weights.
 3. Mixed precision: the worst layers kept float (model_int8_mixed.*), adding layers in rank
    order (1, 2, 3, 5, 8, ...) until the file passes or int8.budget of the layers is spent.
 The record (diagnosis, every attempt with its numbers, what passed) goes to the manifest.
@@ -43,6 +44,23 @@ def layer_steps(budget: int) -> list[int]:
         steps.append(k)
         k = max(k + 1, math.ceil(k * 1.5))
     return steps + [budget] if budget >= 1 else steps
+
+
+def augmented_calibration(images: np.ndarray, seed: int = 0, batch: int = 64) -> np.ndarray:
+    """uint8 (N, H, W, C) -> (2N, H, W, C): the images, then each once more under the `light`
+    training augmentation without flips (shift and zoom 10%, brightness and contrast 20%:
+    pipeline.augment, seeded), so the int8 ranges also cover what the model was trained to see."""
+    import tensorflow as tf
+
+    from pipeline.augment import AugmentConfig, augment_batch
+
+    cfg = AugmentConfig("light", hflip=False)
+    out = [np.asarray(images, np.uint8)]
+    for i in range(0, len(images), batch):
+        x = tf.constant(images[i:i + batch], tf.float32)
+        y, _ = augment_batch(x, tf.zeros((len(x), 1)), cfg, tf.constant([seed, i], tf.int64))
+        out.append(np.round(y.numpy()).astype(np.uint8))
+    return np.concatenate(out)
 
 
 def _attempt(fix: str, file: str, parity: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -80,6 +98,9 @@ def repair(spec: FormatSpec, item: dict[str, Any], job: dict[str, Any], model: A
         more = np.concatenate([calibration, extra])
         cheap.append((f"more calibration: {len(more)} images instead of {len(calibration)}",
                       lambda: _full_int8(spec, item, model, task, more, workdir, per_tensor=False)))
+    varied = augmented_calibration(calibration)
+    cheap.append((f"augmented calibration: {len(varied)} images (each also shifted, zoomed, brightened)",
+                  lambda: _full_int8(spec, item, model, task, varied, workdir, per_tensor=False)))
     cheap.append(("per-tensor weights (instead of per-channel)",
                   lambda: _full_int8(spec, item, model, task, calibration, workdir, per_tensor=True)))
     for fix, make in cheap:
