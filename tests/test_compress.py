@@ -74,6 +74,7 @@ def pqat(pruned, tmp_path_factory):
     ("epochz=3", "unknown key 'epochz' (did you mean: epochs"),
     ("prune.structure=2:8", "prune.structure: '2:8' is not one of 'unstructured', '2:4'"),
     ("mixed_precision=true", "compress trains on one device in float32"),
+    ("ema=0.99", "drop mixed_precision, xla, strategy and ema"),
 ])
 def test_bad_options_fail_before_work(tiny_source, tmp_path, capsys, arg, expected):
     out = tmp_path / "out"
@@ -109,6 +110,20 @@ def test_training_options_layer_over_the_source_config(digits_run):
     assert tune.data.source == "digits" and tune.batch_size == 32
     assert tune.epochs == 4 and tune.lr == pytest.approx(0.1 * 0.02)   # fine-tune defaults
     assert cfg.run_dir() == digits_run.parent / f"{digits_run.name}-qat"
+
+
+def test_a_source_trained_with_ema_is_fine_tuned_without_it(tiny_source, tmp_path):
+    import shutil
+
+    import yaml
+
+    source = tmp_path / "ema-source"
+    shutil.copytree(tiny_source, source)
+    config = yaml.safe_load((source / "config.yaml").read_text())
+    (source / "config.yaml").write_text(yaml.safe_dump({**config, "ema": 0.99}))
+    cfg = load_config(CompressConfig, [f"from={source}", "method=qat"])
+    cfg.validate()
+    assert cfg.training().ema == 0.0   # tfmot's tf_keras twin has no SwapEMAWeights
 
 
 # ---- the three methods ---------------------------------------------------------------------

@@ -26,7 +26,8 @@ METHODS = ("prune", "qat", "prune_qat")
 DENSE_WORDS = ("first", "classifier", "none")
 # what a compression fine-tune changes in the source's training config unless the user sets it
 TUNE_DEFAULTS: dict[str, Any] = {"epochs": 4, "schedule": {"warmup_epochs": 0.0},
-                                 "early_stopping": {"patience": 0}}
+                                 "early_stopping": {"patience": 0},
+                                 "ema": 0.0}   # a source trained with ema= is fine-tuned without
 LR_FACTOR = 0.1   # lr = source lr * this unless lr= is given (fine-tuning, not training anew)
 
 
@@ -120,9 +121,9 @@ class CompressConfig:
             raise OptionError("from: give a trained run dir or a .keras file (from=runs/r1)")
         source_model(self.start)
         tune = self.training()
-        if tune.mixed_precision or tune.strategy not in ("auto", "default") or tune.xla:
+        if tune.mixed_precision or tune.strategy not in ("auto", "default") or tune.xla or tune.ema:
             raise OptionError("compress trains on one device in float32 (tfmot's wrappers): drop "
-                              "mixed_precision, xla and strategy")
+                              "mixed_precision, xla, strategy and ema")
         if "model" in self.train:
             raise OptionError("model: compress keeps the source's architecture; only its training "
                               "options can change")
