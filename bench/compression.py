@@ -143,7 +143,7 @@ def bench_model(spec: str, args: argparse.Namespace, root: Path) -> list[dict]:
                                                    *NO_GATE]))
         arts = [(variant, a) for a in result.artifacts]
         if variant == "base":
-            arts += [("repaired", a) for a in repaired(run, root, export)]
+            arts += [("repaired", a) for a in repaired(run, root, export, args.attempts)]
         for variant_of, art in arts:
             out_dir = run / "export-repaired" if variant_of == "repaired" else result.out_dir
             b = benchmark(out_dir / art["file"], threads=1, runs=args.runs, warmup=10, progress=False)
@@ -163,17 +163,32 @@ def bench_model(spec: str, args: argparse.Namespace, root: Path) -> list[dict]:
     return rows
 
 
-def repaired(run: Path, root: Path, export: object) -> list[dict]:
+def repaired(run: Path, root: Path, export: object, attempts: list[dict]) -> list[dict]:
     """tflite_int8 and onnx_int8 of `run` under the default gate with int8 repair on: the
-    manifest rows of the files the repair made (none when the plain files passed)."""
-    from pipeline.export import ExportConfig, IncompleteExportError
+    manifest rows of the files the repair made (none when the plain files passed); every repair
+    attempt (fix, agreement, passed) is appended to `attempts`, also when nothing passed."""
+    from pipeline.export import ExportConfig, GateError, IncompleteExportError
 
+    failed: list[dict] = []
     try:
         result = export(load_config(ExportConfig, [f"model={run}", "formats=tflite_int8,onnx_int8",
                                                    "verbose=false", f"out={run / 'export-repaired'}"]))
+        arts = result.artifacts
+        failed = list(getattr(result, "failed", []))
     except IncompleteExportError as e:   # a file neither passed nor was repaired: still its rows
-        result = e.result
-    return [a for a in result.artifacts if a.get("int8_repair")]
+        arts, failed = e.result.artifacts, list(e.result.failed)
+    except GateError as e:               # nothing passed: no file, but the attempts are recorded
+        arts, failed = [], e.failed
+    for record in [*failed, *arts]:
+        rep = record.get("int8_repair") or {}
+        for a in rep.get("attempts", []):
+            attempts.append({"file": record["file"], "fix": a["fix"], "passed": a["passed"],
+                             "agreement": a.get("top1_agreement"), "accuracy": a.get("accuracy"),
+                             "worst_layers": [x["layer"] for x in rep["diagnosis"]["layers"][:5]],
+                             "layers_total": rep["diagnosis"]["layers_total"]})
+            print(f"  repair {record['file']}: {a['fix'][:70]:<70} agreement "
+                  f"{a.get('top1_agreement') or 0:.3f} {'pass' if a['passed'] else 'fail'}", flush=True)
+    return [a for a in arts if a.get("int8_repair")]
 
 
 HEADER = (f"{'model':<34}{'variant':<12}{'file':<26}{'acc':>7}{'src':>7}{'agree':>7}{'floor':>7}{'gate':>6}"
@@ -245,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     isa = cpu_isa()
     for spec in args.models.split(","):   # results are written after each model
         t_model = time.perf_counter()
+        args.attempts = []
         mine = bench_model(spec, args, root)
         rows += mine
         _, _, epochs, per_class, label = parse_spec(spec, args)
@@ -253,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
             "per_class": "quickstart" if spec == QUICKSTART else per_class,
             "epochs": epochs, "tune_epochs": args.tune_epochs, "runs": args.runs,
             "wall_seconds": time.perf_counter() - t_model, "machine": machine_info(),
-            "source_run_reused": args.reused}
+            "source_run_reused": args.reused, "repair_attempts": args.attempts}
         write_json(out, {"meta": {"isa": isa, "wall_seconds": time.perf_counter() - t0}, "models": models,
                          "rows": rows})
         plot(rows, RESULTS / f"{args.name}.png",

@@ -35,7 +35,7 @@ from pipeline.compress import CompressConfig, compress
 from pipeline.config import to_dict
 from pipeline.data import DataConfig
 from pipeline.export.config import ALL_FORMATS, GateConfig, Int8Config
-from pipeline.export.core import ExportConfig, ExportResult, export
+from pipeline.export.core import ExportConfig, ExportResult, export, repair_note
 from pipeline.export.errors import IncompleteExportError
 from pipeline.export.formats import check_request
 from pipeline.optim import ScheduleConfig
@@ -234,9 +234,7 @@ def _published(result: ExportResult, what: str) -> str:
     (top-1 agreement 0.93 < 0.97)'."""
     if not result.failed:
         return f"{len(result.artifacts)} files, all passed {what}"
-    why = "; ".join(f"{r['file']} ({r['reasons'][0]}"
-                    + (f"; repaired: {r['repaired_by']}" if r.get("repaired_by") else "") + ")"
-                    for r in result.failed)
+    why = "; ".join(f"{r['file']} ({r['reasons'][0]}{repair_note(r)})" for r in result.failed)
     return f"{len(result.artifacts)} files passed {what}; NOT published: {why}"
 
 

@@ -13,7 +13,7 @@ from margins import at_least, at_most, gate_passed
 
 import serving
 from pipeline.config import load_config
-from pipeline.export import ExportConfig, IncompleteExportError, export
+from pipeline.export import ExportConfig, GateError, IncompleteExportError, export
 from pipeline.export.repair import layer_steps
 from serving.metadata import read_onnx_metadata, read_tflite_metadata
 
@@ -90,6 +90,18 @@ def test_repair_off_diagnoses_and_the_named_file_fails_the_command(damaged, tmp_
     assert failed["int8_repair"]["attempts"] == [] and "repaired_by" not in failed
     saved = json.loads((tmp_path / "x" / "manifest.json").read_text())
     assert saved["failed"][0]["file"] == "model_int8.tflite"
+    assert f"; worst int8 layers: {DAMAGED}, " in str(err.value)   # the diagnosis, in the message
+
+
+def test_when_nothing_passes_the_error_keeps_each_failure_and_its_diagnosis(damaged, tmp_path):
+    with pytest.raises(GateError) as err:
+        export(load_config(ExportConfig, [f"model={damaged}", "verbose=false", *GATE, "int8.repair=none",
+                                          "formats=tflite_int8", f"out={tmp_path / 'y'}"]))
+    assert not isinstance(err.value, IncompleteExportError)   # nothing was published
+    (failed,) = err.value.failed
+    assert failed["file"] == "model_int8.tflite"
+    assert failed["int8_repair"]["diagnosis"]["layers"][0]["layer"] == DAMAGED
+    assert f"worst int8 layers: {DAMAGED}, " in str(err.value)
 
 
 def test_layer_steps_grow_to_the_budget():

@@ -80,6 +80,8 @@ def test_main_job_goes_on_past_a_failing_optional_file(tmp_path, capsys):
     assert not (out / "export" / "model_int8.tflite").exists()
     printed = capsys.readouterr().out
     assert "1 files passed the parity gate; NOT published: model_int8.tflite (top-1 agreement" in printed
+    worst = failed["int8_repair"]["diagnosis"]["layers"][0]["layer"]
+    assert f"; worst int8 layers: {worst}" in printed   # the summary names the diagnosis too
     assert "## Not published" in (out / "report.md").read_text()
     assert result["report"]["failed"][0]["file"] == "model_int8.tflite"
 

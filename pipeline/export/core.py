@@ -147,10 +147,22 @@ def _publish(staging: Path, out: Path) -> None:
 
 
 def failure_lines(failed: list[dict[str, Any]]) -> list[str]:
-    """One line per reason a file was not published: "format (file): reason"."""
-    return [f"{r['format']} ({r['file']}): {why}" + (f"; repaired: {r['repaired_by']}" if r.get("repaired_by")
-                                                     else "")
-            for r in failed for why in r["reasons"]]
+    """One line per reason a file was not published: "format (file): reason", with what the int8
+    repair did: the file that replaced it, or the layers the diagnosis ranked worst."""
+    return [f"{r['format']} ({r['file']}): {why}{repair_note(r)}" for r in failed for why in r["reasons"]]
+
+
+def repair_note(r: dict[str, Any]) -> str:
+    """'; repaired: <file>', '; worst int8 layers: a, b, c (...)' or ''."""
+    if r.get("repaired_by"):
+        return f"; repaired: {r['repaired_by']}"
+    record = r.get("int8_repair") or {}
+    worst = [x["layer"] for x in (record.get("diagnosis") or {}).get("layers", [])[:3]]
+    if not worst:
+        return ""
+    tried = len(record.get("attempts") or [])
+    return (f"; worst int8 layers: {', '.join(worst)}"
+            + (f" ({tried} repairs tried, none passed)" if tried else ""))
 
 
 def _summary(rows: list[dict[str, Any]], columns: Any) -> str:
@@ -266,7 +278,7 @@ def export(cfg: ExportConfig) -> ExportResult:
         rows, failed = _judge_all(items, repairs, not_made, job, run, task, images, staging, cfg)
         lines = failure_lines(failed)
         if lines and (cfg.strict or not rows):
-            raise GateError(lines)
+            raise GateError(lines, failed)
         for row in failed:   # a file that failed its gate is not published
             (staging / row["file"]).unlink(missing_ok=True)
         manifest = write_manifest(staging, {**source, "path": str(run.model_path)}, rows,

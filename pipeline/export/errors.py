@@ -7,10 +7,11 @@ class ExportError(ValueError):
 
 
 class GateError(ExportError):
-    """The parity gate failed; `failures` holds one line per failing artifact."""
+    """The parity gate failed; `failures` holds one line per failing artifact, `failed` their
+    records (reasons, parity numbers, an int8 file's diagnosis and repair attempts)."""
 
-    def __init__(self, failures: list[str]) -> None:
-        self.failures = list(failures)
+    def __init__(self, failures: list[str], failed: list[dict] | None = None) -> None:
+        self.failures, self.failed = list(failures), list(failed or [])
         super().__init__("parity gate failed, no artifact written:\n  " + "\n  ".join(self.failures))
 
 
