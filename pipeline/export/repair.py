@@ -98,9 +98,10 @@ def repair(spec: FormatSpec, item: dict[str, Any], job: dict[str, Any], model: A
         more = np.concatenate([calibration, extra])
         cheap.append((f"more calibration: {len(more)} images instead of {len(calibration)}",
                       lambda: _full_int8(spec, item, model, task, more, workdir, per_tensor=False)))
-    varied = augmented_calibration(calibration)
-    cheap.append((f"augmented calibration: {len(varied)} images (each also shifted, zoomed, brightened)",
-                  lambda: _full_int8(spec, item, model, task, varied, workdir, per_tensor=False)))
+    cheap.append((f"augmented calibration: {2 * len(calibration)} images (each also shifted, zoomed, "
+                  "brightened)",   # the augmented set is made only when this fix is tried
+                  lambda: _full_int8(spec, item, model, task, augmented_calibration(calibration), workdir,
+                                     per_tensor=False)))
     cheap.append(("per-tensor weights (instead of per-channel)",
                   lambda: _full_int8(spec, item, model, task, calibration, workdir, per_tensor=True)))
     for fix, make in cheap:
