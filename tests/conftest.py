@@ -94,6 +94,16 @@ def convert_detector(keras_path: Path, root: Path, formats: tuple[str, ...]) -> 
     return files
 
 
+DET_FORMATS = ("tflite_fp32", "tflite_fp16", "tflite_dynamic", "tflite_int8", "onnx")
+
+
+@pytest.fixture(scope="session")
+def det_files(det_run, tmp_path_factory) -> dict[str, Path]:
+    """det_run converted once per session to every detection format (convert_detector); shared
+    by the export, placement and metadata tests."""
+    return convert_detector(det_run / "model.keras", tmp_path_factory.mktemp("det_export"), DET_FORMATS)
+
+
 # The task harness (tests/test_tasks.py): one tiny run per task, trained by pipeline.train and
 # exported to every format of the task. test_train.py's and test_train_det.py's run-dir checks
 # read the same runs, so each task trains once per session.

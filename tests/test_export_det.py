@@ -6,18 +6,11 @@ import pytest
 
 from models.options import OptionError
 from pipeline.export.formats import FORMATS, check_request
+from tests.conftest import DET_FORMATS
 from tests.conftest import DET_K as K
 from tests.conftest import DET_SIZE as SIZE
 
-DET_FORMATS = ("tflite_fp32", "tflite_fp16", "tflite_dynamic", "tflite_int8", "onnx")
 TFLITE_FORMATS = [f for f in DET_FORMATS if f.startswith("tflite")]
-
-
-@pytest.fixture(scope="session")
-def det_files(det_run, tmp_path_factory):
-    from tests.conftest import convert_detector
-
-    return convert_detector(det_run / "model.keras", tmp_path_factory.mktemp("det_export"), DET_FORMATS)
 
 
 def test_each_task_names_the_formats_it_takes():

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from pipeline.export import placement
-from tests.conftest import convert_detector
 
 
 def _tiny_classifier(batch: int | None, flatten: bool, fp16: bool = False) -> bytes:
@@ -49,12 +48,6 @@ def test_float_classifier_is_full_and_a_dynamic_batch_flatten_is_not():
     assert dyn["summary"].startswith(f"partial: {len(cpu)} ops on CPU (SHAPE")
     assert "only NMS" not in dyn["summary"]
     assert dyn["gpu_ops"] == dyn["ops"] - len(cpu) == sum(dyn["gpu_runs"])
-
-
-@pytest.fixture(scope="module")
-def det_files(det_run, tmp_path_factory):
-    return convert_detector(det_run / "model.keras", tmp_path_factory.mktemp("placement"),
-                            ("tflite_fp32", "tflite_int8", "onnx"))
 
 
 @pytest.mark.parametrize("fmt", ["tflite_fp32", "tflite_int8"])
