@@ -42,12 +42,14 @@ run: setup
 
 test: test-full test-edge
 
-# pytest-xdist: WORKERS processes; each test file runs on one of them, and so do the files that
-# share a session-built run (tests/conftest.py SHARED_BUILDS), so each is built once. Much of the
-# suite is single-threaded (tracing, conversion, subprocess start-up), so 2 workers on 2 cores:
-# 17 min 56 s here where one took 28 min 14 s (one file per worker). WORKERS=0: one process.
+# pytest-xdist: WORKERS processes, each test file on one of them (its module fixtures built once);
+# a session fixture is built once per worker that needs it. Much of the suite is single-threaded
+# (tracing, conversion, subprocess start-up), so 2 workers on 2 cores: 17 min 56 s here where one
+# took 28 min 14 s. (--dist loadgroup with the files sharing a session fixture grouped on one
+# worker was no faster: 22 min 26 s against loadfile's 22 min 20 s on a slower day.) WORKERS=0:
+# one process.
 WORKERS ?= 2
-XDIST   := -n $(WORKERS) --dist loadgroup
+XDIST   := -n $(WORKERS) --dist loadfile
 
 test-full: setup
 	$(PY) -m pytest -m "not slow" $(XDIST) --durations=15

@@ -11,32 +11,6 @@ import pytest  # noqa: E402
 from margins import seed  # noqa: E402
 from train_helpers import TINY  # noqa: E402
 
-# pytest-xdist (make test: -n 2 --dist loadgroup): every test of a file runs on one worker (its
-# module fixtures are built once), and so do the files that share one of these session-built
-# objects (the fixtures that build or reuse it; `art` is tests/serving_models.py's artifacts()),
-# so that each is built once, not once per worker
-SHARED_BUILDS = (("task_runs",), ("det_run", "det_files"), ("digits_run", "digits_export"),
-                 ("demo_runs_root",), ("det_runs_root",), ("art",))
-
-
-def pytest_collection_modifyitems(config, items):
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-    parent: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        while parent.setdefault(x, x) != x:
-            x = parent[x]
-        return x
-
-    for item in items:
-        path = item.nodeid.split("::")[0]
-        for i, names in enumerate(SHARED_BUILDS):
-            if any(n in item.fixturenames for n in names):
-                parent[find(path)] = find(f"shared-{i}")
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(find(item.nodeid.split("::")[0])))
-
 
 @pytest.fixture
 def rng():
